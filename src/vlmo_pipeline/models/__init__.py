@@ -1,0 +1,1 @@
+"""vlmo_pipeline.models"""

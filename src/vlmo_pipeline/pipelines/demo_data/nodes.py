@@ -1,0 +1,31 @@
+"""Nodes of the `demo_data` pipeline: thin wrappers around `vlmo_pipeline.data.demo_world`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vlmo_pipeline.data.demo_world import generate_demo_world
+
+# One catalog entry per raw tree (data/01_raw/<name>), so Kedro-Viz shows which ingest node reads which tree.
+RAW_DATASETS = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
+
+
+def generate_world(params: dict[str, Any]) -> tuple:
+    """Render the demo world into a scratch folder and hand each raw tree to its catalog entry.
+
+    The generator writes all trees together (VQAv2 asks about the COCO images), into ``params["staging_dir"]``
+    (on the same disk as ``data/01_raw``); each returned path is then *moved* into place by its
+    ``DirectoryDataset``. Returns the eight tree paths in ``RAW_DATASETS`` order, then the summary.
+    """
+    staging = Path(params["staging_dir"])
+    shutil.rmtree(staging, ignore_errors=True)
+    summary = generate_demo_world(
+        staging,
+        n_images=int(params["n_images"]),
+        seed=int(params["seed"]),
+        image_size=int(params["image_size"]),
+        show_progress=bool(params.get("show_progress", True)),
+    )
+    return (*(staging / name for name in RAW_DATASETS), summary)

@@ -1,0 +1,19 @@
+"""Wiring of the `demo_data` pipeline."""
+
+from kedro.pipeline import Pipeline, node
+
+from vlmo_pipeline.pipelines.demo_data.nodes import RAW_DATASETS, generate_world
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                generate_world,
+                inputs="params:demo_data",
+                outputs=[*(f"raw_{name}" for name in RAW_DATASETS), "demo_world_summary"],
+                name="generate_demo_world",
+                tags=["demo_data"],
+            )
+        ]
+    )

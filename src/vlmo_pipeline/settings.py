@@ -1,0 +1,11 @@
+"""Kedro project settings."""
+
+from kedro.config import OmegaConfigLoader
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # parameters.yml plus one parameters_<pipeline>.yml per pipeline
+    "config_patterns": {"parameters": ["parameters*", "parameters*/**", "**/parameters*"]},
+}
