@@ -50,14 +50,14 @@ class RelPosLayout:
 def image_relative_position_index(grid_size: int) -> torch.Tensor:
     """(1+W², 1+W²) int64 index of the image-only pass (BEiT rule, CLS rows at the end)."""
     coords = torch.stack(
-        torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+        torch.meshgrid(torch.arange(grid_size, device="cpu"), torch.arange(grid_size, device="cpu"), indexing="ij")
     ).flatten(1)  # (2, W²): (row, col) of every patch
     relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # query minus key, (W², W², 2)
     relative = relative + (grid_size - 1)
     patch_index = relative[..., 0] * (2 * grid_size - 1) + relative[..., 1]
     num_distances = RelPosLayout(grid_size, 0).num_image_distances
     n = grid_size * grid_size + 1
-    index = torch.zeros(n, n, dtype=torch.long)
+    index = torch.zeros(n, n, dtype=torch.long, device="cpu")
     index[1:, 1:] = patch_index
     index[0, :] = num_distances - 3  # CLS query -> any key
     index[:, 0] = num_distances - 2  # any query -> CLS key
@@ -71,11 +71,11 @@ def text_relative_position_index(max_text_len: int, layout: RelPosLayout) -> tor
         raise ValueError(
             f"text length {max_text_len} exceeds max_text_len_of_initckpt={layout.max_text_len_of_initckpt}"
         )
-    positions = torch.arange(max_text_len - 1)
+    positions = torch.arange(max_text_len - 1, device="cpu")
     key_minus_query = positions[None, :] - positions[:, None]
     min_distance = 2 - layout.max_text_len_of_initckpt
     text_rows = key_minus_query - min_distance + layout.num_image_distances + 2
-    index = torch.zeros(max_text_len, max_text_len, dtype=torch.long)
+    index = torch.zeros(max_text_len, max_text_len, dtype=torch.long, device="cpu")
     index[1:, 1:] = text_rows
     index[0, :] = layout.num_rows - 3
     index[:, 0] = layout.num_rows - 2
@@ -86,10 +86,13 @@ def text_relative_position_index(max_text_len: int, layout: RelPosLayout) -> tor
 def fused_relative_position_index(
     text_index: torch.Tensor, image_index: torch.Tensor, layout: RelPosLayout
 ) -> torch.Tensor:
-    """(T+I, T+I) index of the fused pass: text first, image second, cross pairs on two rows."""
+    """(T+I, T+I) index of the fused pass: text first, image second, cross pairs on two rows.
+
+    Index tensors are always built on the CPU (also under a ``torch.device("meta")`` context).
+    """
     num_text, num_image = text_index.shape[0], image_index.shape[0]
-    text_to_image = torch.full((num_text, num_image), layout.num_image_distances, dtype=torch.long)
-    image_to_text = torch.full((num_image, num_text), layout.num_image_distances + 1, dtype=torch.long)
+    text_to_image = torch.full((num_text, num_image), layout.num_image_distances, dtype=torch.long, device="cpu")
+    image_to_text = torch.full((num_image, num_text), layout.num_image_distances + 1, dtype=torch.long, device="cpu")
     top = torch.cat([text_index, text_to_image], dim=1)
     bottom = torch.cat([image_to_text, image_index], dim=1)
     return torch.cat([top, bottom], dim=0)

@@ -50,7 +50,9 @@ def _read_vocab(vocab_file: Path) -> dict[str, int]:
         for line_number, line in enumerate(handle, start=1):
             token = line.rstrip("\n").rstrip("\r")
             if not token:
-                raise ValueError(f"{vocab_file}:{line_number}: empty line in WordPiece vocab (every line must be a token)")
+                raise ValueError(
+                    f"{vocab_file}:{line_number}: empty line in WordPiece vocab (every line must be a token)"
+                )
             if token in vocab:
                 raise ValueError(f"{vocab_file}:{line_number}: duplicate token {token!r} in WordPiece vocab")
             vocab[token] = line_number - 1
@@ -185,7 +187,10 @@ class VLMoTokenizer:
         return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
     def __repr__(self) -> str:
-        return f"VLMoTokenizer(vocab_file={str(self.vocab_file)!r}, vocab_size={self.vocab_size}, max_len={self.max_len})"
+        return (
+            f"VLMoTokenizer(vocab_file={str(self.vocab_file)!r}, vocab_size={self.vocab_size}, "
+            f"max_len={self.max_len})"
+        )
 
 
 def train_wordpiece_vocab(

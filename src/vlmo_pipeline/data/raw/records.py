@@ -10,7 +10,7 @@ single Arrow writer, so no reader ever holds a split's images in memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,8 +202,3 @@ def load_json(path: Path, expected: str) -> Any:
             return json.load(handle)
     except json.JSONDecodeError as error:
         raise RawLayoutError(path, f"not valid JSON ({error}); expected {expected}") from error
-
-
-def lazy(make: Callable[[], Iterator[RawItem]]) -> Iterator[RawItem]:
-    """Wrap a generator factory so the work starts on first ``next`` (keeps ``open_*`` cheap to call)."""
-    yield from make()

@@ -1,0 +1,274 @@
+"""Raw dataset → Arrow shards: the streaming, bounded-memory ingest driver.
+
+Flow for one dataset (``ingest_dataset``):
+
+1. the family reader parses the annotation files (metadata only; a missing file or wrong layout raises
+   :class:`~vlmo_pipeline.data.raw.records.RawLayoutError` before anything in ``out_dir`` is touched);
+2. ``out_dir`` is cleaned of the previous run's manifest, shards, reject log and stale temporary files;
+3. records stream from the reader in a deterministic order, in chunks, through a bounded process pool that reads
+   and validates the image bytes (at most ``max_inflight_chunks`` chunks exist at once, results come back in
+   submission order);
+4. the parent appends rows to per-split :class:`~vlmo_pipeline.data.arrow_io.ShardWriter` s (shards published by
+   atomic rename as they fill) and rejects to ``rejects.jsonl``;
+5. artifacts (e.g. the VQA answer vocabulary) and finally ``manifest.json`` are written atomically, and a
+   one-line summary is printed.
+
+Peak memory is bounded by the in-flight chunks plus one record batch per split, whatever the input size; only
+the parsed annotation metadata grows with the dataset.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from vlmo_pipeline.data.arrow_io import (
+    SCHEMA_VERSION,
+    RejectLog,
+    SplitWriters,
+    prepare_output_dir,
+    schema_for,
+    shard_infos_to_json,
+    write_json_atomic,
+    write_manifest,
+)
+from vlmo_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageOptions, ImageRejected, load_image
+from vlmo_pipeline.data.raw import (
+    open_cc3m,
+    open_coco,
+    open_f30k,
+    open_nlvr2,
+    open_sbu,
+    open_text,
+    open_vg,
+    open_vqav2,
+)
+from vlmo_pipeline.data.raw.records import RawItem, RawRecord, RawSource, Reject
+
+DATASETS: tuple[str, ...] = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Parameters of one ingest run (all recorded in the manifest).
+
+    shard_rows / shard_bytes: a shard is closed when it reaches either limit (payload bytes, before Arrow
+    overhead); one of them may be None. batch_rows: rows per Arrow record batch inside a shard.
+    workers: processes that read/validate images (0 or 1: in this process). chunk_size: records per task sent to
+    a worker; max_inflight_chunks: tasks alive at once (None: 2 per worker) — together they bound memory.
+    max_image_side: downscale + JPEG re-encode images whose longer side is larger (None: keep original bytes);
+    jpeg_quality: quality of that re-encode. max_image_pixels: width*height above this is a decompression bomb.
+    max_caption_chars: longer captions/questions/sentences are rejected. min_answer_count / vqa_vocab_splits:
+    VQA answer vocabulary (spec §5.3: ≥9 over train+val).
+    """
+
+    shard_rows: int | None = 5000
+    shard_bytes: int | None = 256 << 20
+    batch_rows: int = 256
+    workers: int = 2
+    chunk_size: int = 64
+    max_inflight_chunks: int | None = None
+    max_image_side: int | None = None
+    jpeg_quality: int = 90
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_caption_chars: int = 1000
+    min_answer_count: int = 9
+    vqa_vocab_splits: tuple[str, ...] = field(default=("train", "val"))
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.chunk_size < 1 or self.batch_rows < 1:
+            raise ValueError("chunk_size and batch_rows must be >= 1")
+        if self.shard_rows is None and self.shard_bytes is None:
+            raise ValueError("set shard_rows or shard_bytes (or both)")
+        if self.max_image_side is not None and self.max_image_side < 1:
+            raise ValueError(f"max_image_side must be >= 1 or None, got {self.max_image_side}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.max_image_pixels < 1 or self.max_caption_chars < 1 or self.min_answer_count < 1:
+            raise ValueError("max_image_pixels, max_caption_chars and min_answer_count must be >= 1")
+        # Accept a list from YAML/Kedro parameters but keep the dataclass hashable.
+        object.__setattr__(self, "vqa_vocab_splits", tuple(self.vqa_vocab_splits))
+
+    @property
+    def image_options(self) -> ImageOptions:
+        return ImageOptions(self.max_image_pixels, self.max_image_side, self.jpeg_quality)
+
+
+# --- readers ----------------------------------------------------------------------------------------------------
+
+
+def open_raw_source(
+    name: str,
+    raw_root: str | os.PathLike,
+    config: IngestConfig,
+    image_root: str | os.PathLike | None = None,
+    reader_options: Mapping[str, Any] | None = None,
+) -> RawSource:
+    """Open dataset ``name``'s reader on ``raw_root`` (``reader_options`` go to its ``open_*`` function)."""
+    options = dict(reader_options or {})
+    common = {"max_caption_chars": config.max_caption_chars}
+    if name == "vqav2":
+        return open_vqav2(raw_root, image_root=image_root, min_answer_count=config.min_answer_count,
+                          vocab_splits=config.vqa_vocab_splits, **common, **options)
+    if image_root is not None:
+        raise ValueError(f"image_root is only used by vqav2, not {name!r}")
+    openers = {"coco": open_coco, "f30k": open_f30k, "vg": open_vg, "cc3m": open_cc3m, "sbu": open_sbu,
+               "nlvr2": open_nlvr2, "text": open_text}
+    if name not in openers:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    return openers[name](raw_root, **common, **options)
+
+
+# --- image loading in workers -----------------------------------------------------------------------------------
+
+Processed = tuple[str, dict[str, Any]] | Reject  # (split, row) or a reject
+
+
+def materialize(item: RawItem, options: ImageOptions) -> Processed:
+    """Turn a record into a finished row by loading its images (rejects pass through unchanged)."""
+    if isinstance(item, Reject):
+        return item
+    row = dict(item.fields)
+    for column, source in item.images.items():
+        try:
+            row[column] = load_image(source, options)
+        except ImageRejected as rejected:
+            return Reject(item.record_id, source.describe(), rejected.reason, rejected.detail)
+    return item.split, row
+
+
+def _materialize_chunk(chunk: list[RawItem], options: ImageOptions) -> list[Processed]:
+    return [materialize(item, options) for item in chunk]
+
+
+def _chunks(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
+    chunk: list[RawItem] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def process_items(items: Iterable[RawItem], config: IngestConfig) -> Iterator[Processed]:
+    """Materialise records in input order, in a bounded process pool when ``config.workers > 1``."""
+    options = config.image_options
+    if config.workers <= 1:
+        for item in items:
+            yield materialize(item, options)
+        return
+    max_inflight = config.max_inflight_chunks or 2 * config.workers
+    # spawn: workers start clean (no copy of the parent's parsed annotations, no inherited threads or locks).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=config.workers, mp_context=context) as pool:
+        pending: deque = deque()
+        for chunk in _chunks(items, config.chunk_size):
+            pending.append(pool.submit(_materialize_chunk, chunk, options))
+            if len(pending) >= max_inflight:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+# --- the driver -------------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def format_summary(name: str, manifest: Mapping[str, Any]) -> str:
+    """The one-line summary printed at the end of an ingest run."""
+    rows = ", ".join(f"{split}={count}" for split, count in manifest["splits"].items()) or "none"
+    by_reason = manifest.get("rejects_by_reason", {})
+    reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(by_reason.items()))
+    rejects = f"{manifest['rejects']} rejects" + (f" ({reasons})" if reasons else "")
+    return f"[ingest {name}] rows: {rows}; {rejects}; {len(manifest['shards'])} shards"
+
+
+def ingest_dataset(
+    name: str,
+    raw_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: IngestConfig = IngestConfig(),
+    image_root: str | os.PathLike | None = None,
+    show_progress: bool = True,
+    reader_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Ingest raw dataset ``name`` from ``raw_root`` into Arrow shards in ``out_dir`` (the dataset's own folder,
+    e.g. ``data/03_primary/coco``); return the manifest.
+
+    ``image_root``: vqav2 only, the COCO root holding ``train2014/`` and ``val2014/`` (default
+    ``<raw_root>/../coco``). ``reader_options``: extra keyword arguments for the family's ``open_*`` reader
+    (explicit file paths replacing the standard names, see each reader). A re-run replaces the previous output.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    source = open_raw_source(name, raw_root, config, image_root, reader_options)
+    out_dir = prepare_output_dir(out_dir, extra_files=source.artifacts)
+    writers = SplitWriters(out_dir, schema_for(name), shard_rows=config.shard_rows, shard_bytes=config.shard_bytes,
+                           batch_rows=config.batch_rows)
+    rejects = RejectLog(out_dir)
+    rows_per_split: Counter[str] = Counter()
+    progress = tqdm(total=source.total, desc=f"ingest {name}", unit="rec", disable=not show_progress,
+                    dynamic_ncols=True)
+    try:
+        for result in process_items(source.items, config):
+            if isinstance(result, Reject):
+                rejects.add(result)
+                continue
+            split, row = result
+            writers.write(split, row)
+            rows_per_split[split] += 1
+            progress.update(1)
+        shards = writers.close()
+        rejects.close()
+    except BaseException:
+        # Leave no temporary shard behind; finished shards stay but without a manifest the folder reads as
+        # incomplete, and the next run removes them.
+        writers.abort()
+        rejects.abort()
+        raise
+    finally:
+        progress.close()
+
+    for artifact_name, content in source.artifacts.items():
+        write_json_atomic(out_dir / artifact_name, content)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "splits": {split: rows_per_split.get(split, 0)
+                   for split in [*source.splits, *sorted(set(rows_per_split) - set(source.splits))]},
+        "shards": shard_infos_to_json(shards),
+        "rejects": rejects.count,
+        "rejects_by_reason": dict(sorted(rejects.by_reason.items())),
+        "sources": [str(Path(s)) for s in source.sources],
+        "parameters": _jsonable({**asdict(config), "raw_root": raw_root, "image_root": image_root,
+                                 "reader_options": dict(reader_options or {})}),
+        "columns": schema_for(name).names,
+        "artifacts": sorted(source.artifacts),
+        "info": _jsonable(source.info),
+    }
+    write_manifest(out_dir, manifest)
+    print(format_summary(name, manifest), flush=True)
+    return manifest

@@ -1,0 +1,91 @@
+"""Karpathy caption-split JSON (``dataset_coco.json``, ``dataset_flickr30k.json``, ``dataset_flickr8k.json``).
+
+Layout: ``{"images": [{"filename", "split", "sentences": [{"raw", "tokens", ...}], "filepath"?, "cocoid"?,
+"imgid"?, ...}], "dataset": ...}``. COCO entries carry ``filepath`` (``train2014``/``val2014``); Flickr entries do
+not (their images sit in one folder). Rows keep the file's order, which is the official one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from vlmo_pipeline.data.raw.records import (
+    MALFORMED_RECORD,
+    NO_CAPTIONS,
+    PATH_ESCAPES_ROOT,
+    ImageSource,
+    PathEscapesRootError,
+    RawItem,
+    RawLayoutError,
+    RawRecord,
+    Reject,
+    check_captions,
+    load_json,
+    safe_join,
+)
+
+KARPATHY_EXPECTED = '{"images": [{"filename", "split", "sentences": [{"raw", ...}], ...}, ...]}'
+
+
+def load_karpathy(path: Path) -> list[dict]:
+    """Parse a Karpathy split file and return its ``images`` list; wrong top-level layout → RawLayoutError."""
+    document = load_json(path, KARPATHY_EXPECTED)
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+        found = type(document).__name__ if not isinstance(document, dict) else f"keys {sorted(document)[:5]}"
+        raise RawLayoutError(path, f"expected a Karpathy split file {KARPATHY_EXPECTED}, found {found}")
+    return document["images"]
+
+
+def iter_karpathy_records(
+    entries: list[dict],
+    annotation_path: Path,
+    image_root: Path,
+    max_caption_chars: int,
+    use_filepath: bool,
+    allowed_splits: tuple[str, ...],
+) -> Iterator[RawItem]:
+    """Yield one caption record per image entry (file order) plus per-caption and per-entry rejects.
+
+    ``use_filepath``: resolve images at ``<image_root>/<filepath>/<filename>`` (COCO) instead of
+    ``<image_root>/<filename>`` (Flickr).
+    """
+    source = str(annotation_path)
+    for index, entry in enumerate(entries):
+        record_id = f"images[{index}]"
+        if not isinstance(entry, dict):
+            yield Reject(record_id, source, MALFORMED_RECORD, f"entry is {type(entry).__name__}, not an object")
+            continue
+        filename = entry.get("filename")
+        split = entry.get("split")
+        sentences = entry.get("sentences")
+        filepath = entry.get("filepath") if use_filepath else None
+        if not isinstance(filename, str) or not isinstance(split, str) or not isinstance(sentences, list):
+            yield Reject(record_id, source, MALFORMED_RECORD, "needs string filename, string split, list sentences")
+            continue
+        if use_filepath and not isinstance(filepath, str):
+            yield Reject(filename, source, MALFORMED_RECORD, "COCO Karpathy entry needs a string filepath")
+            continue
+        record_id = filename
+        if split not in allowed_splits:
+            yield Reject(record_id, source, MALFORMED_RECORD, f"split {split!r} is not one of {allowed_splits}")
+            continue
+        try:
+            parts = (filepath, filename) if use_filepath else (filename,)
+            image_path = safe_join(image_root, *parts)
+        except PathEscapesRootError as error:
+            yield Reject(record_id, source, PATH_ESCAPES_ROOT, str(error))
+            continue
+        raw_texts = [s.get("raw") if isinstance(s, dict) else None for s in sentences]
+        captions, rejects = check_captions(raw_texts, record_id, source, max_caption_chars)
+        yield from rejects
+        if not captions:
+            yield Reject(record_id, source, NO_CAPTIONS, "no valid caption left for this image")
+            continue
+        yield RawRecord(
+            record_id=record_id,
+            split=split,
+            source=source,
+            fields={"caption": captions, "image_id": filename, "split": split},
+            images={"image": ImageSource(str(image_path))},
+        )
