@@ -40,7 +40,11 @@ def samples():
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def load_json(path: Path):
@@ -56,7 +60,9 @@ def assert_same_shape(ours: dict, real: dict, where: str, ignore: tuple[str, ...
     real_keys = [k for k in real if k not in ignore]
     assert list(ours) == real_keys, f"{where}: keys {list(ours)} != real {real_keys}"
     for key in real_keys:
-        assert type(ours[key]) is type(real[key]), f"{where}.{key}: {type(ours[key]).__name__} != real {type(real[key]).__name__}"
+        assert type(ours[key]) is type(
+            real[key]
+        ), f"{where}.{key}: {type(ours[key]).__name__} != real {type(real[key]).__name__}"
 
 
 # --------------------------------------------------------------------------------------------- determinism
@@ -71,8 +77,13 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(world, tmp_path)
 
     generate_demo_world(tmp_path / "c", n_images=N_IMAGES, seed=1, show_progress=False)
     digest_c = tree_digest(tmp_path / "c")
-    for name in ("coco/karpathy/dataset_coco.json", "nlvr2/train.json", "vqav2/v2_mscoco_train2014_annotations.json",
-                 "text/wiki.train.raw", "cc3m/Train_GCC-training.tsv"):
+    for name in (
+        "coco/karpathy/dataset_coco.json",
+        "nlvr2/train.json",
+        "vqav2/v2_mscoco_train2014_annotations.json",
+        "text/wiki.train.raw",
+        "cc3m/Train_GCC-training.tsv",
+    ):
         assert digest_a[name] != digest_c[name], name
 
 
@@ -82,13 +93,19 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(world, tmp_path)
 def test_every_file_of_the_layout_exists(world):
     root, summary = world
     coco = root / "coco"
-    for name in ("karpathy/dataset_coco.json", "annotations/captions_train2014.json", "annotations/captions_val2014.json"):
+    for name in (
+        "karpathy/dataset_coco.json",
+        "annotations/captions_train2014.json",
+        "annotations/captions_val2014.json",
+    ):
         assert (coco / name).is_file(), name
     karpathy = load_json(coco / "karpathy/dataset_coco.json")
     assert {img["split"] for img in karpathy["images"]} == {"train", "restval", "val", "test"}
     for img in karpathy["images"]:
         assert (coco / img["filepath"] / img["filename"]).is_file()
-        expected_folder = "train2014" if img["split"] == "train" else "val2014"  # Karpathy's restval/val/test are val2014
+        expected_folder = (
+            "train2014" if img["split"] == "train" else "val2014"
+        )  # Karpathy's restval/val/test are val2014
         assert img["filepath"] == expected_folder
         assert img["filename"] == f"COCO_{expected_folder}_{img['cocoid']:012d}.jpg"
     assert len(karpathy["images"]) == sum(summary["datasets"]["coco"]["images"].values())
@@ -101,8 +118,10 @@ def test_every_file_of_the_layout_exists(world):
         assert (root / "vg" / Path(*entry["url"].split("/")[-2:])).is_file(), entry["url"]
     assert (root / "vg/region_descriptions.json").is_file()
 
-    for tsv, folder, layout_file in (("Train_GCC-training.tsv", "images_train", "00000"),
-                                     ("Validation_GCC-1.1.0-Validation.tsv", "images_val", "00000.tar")):
+    for tsv, folder, layout_file in (
+        ("Train_GCC-training.tsv", "images_train", "00000"),
+        ("Validation_GCC-1.1.0-Validation.tsv", "images_val", "00000.tar"),
+    ):
         assert (root / "cc3m" / tsv).is_file()
         for name in (layout_file, "00000.parquet", "00000_stats.json"):
             assert (root / "cc3m" / folder / name).exists(), f"cc3m/{folder}/{name}"
@@ -124,6 +143,11 @@ def test_every_file_of_the_layout_exists(world):
     for name in ("wiki.train.raw", "wiki.valid.raw"):
         assert (root / "text" / name).is_file()
     assert set(summary["datasets"]) == set(demo_world.DATASETS)
+    plan = demo_world.plan_counts(N_IMAGES)
+    assert {s: v["images"] for s, v in summary["datasets"]["coco"]["splits"].items()} == plan["coco"]
+    assert {s: v["images"] for s, v in summary["datasets"]["f30k"]["splits"].items()} == plan["f30k"]
+    assert {s: v["pairs"] for s, v in summary["datasets"]["nlvr2"]["splits"].items()} == plan["nlvr2"]
+    assert {s: v["rows"] for s, v in summary["datasets"]["cc3m"]["splits"].items()} == plan["cc3m"]
     json.dumps(summary)  # JSON-able
 
 
@@ -228,7 +252,9 @@ def test_vqa_files_match_the_real_structure(world, samples):
             assert record["answer_type"] in ("yes/no", "number", "other")
             majority = collections.Counter(a["answer"] for a in record["answers"]).most_common(1)[0]
             assert record["multiple_choice_answer"] == majority[0] and majority[1] >= 7
-        assert [q["question_id"] for q in questions["questions"]] == [a["question_id"] for a in annotations["annotations"]]
+        assert [q["question_id"] for q in questions["questions"]] == [
+            a["question_id"] for a in annotations["annotations"]
+        ]
         assert {q["image_id"] for q in questions["questions"]} == coco_ids[subset]
 
 
@@ -287,7 +313,9 @@ def test_img2dataset_outputs_are_consistent_with_the_url_lists(world):
         assert [(r["caption"], r["url"]) for r in rows] == [tuple(p) for p in pairs]
         assert [r["key"] for r in rows] == [f"{i:09d}" for i in range(len(rows))]
         failed = [r for r in rows if r["status"] == "failed_to_download"]
-        assert 1 <= len(failed) <= max(1, 0.05 * len(rows)) and all(r["error_message"] and r["width"] is None for r in failed)
+        assert 1 <= len(failed) <= max(1, 0.05 * len(rows)) and all(
+            r["error_message"] and r["width"] is None for r in failed
+        )
         stats = load_json(folder / "00000_stats.json")
         assert stats["count"] == len(rows) and stats["successes"] == len(rows) - len(failed)
         if layout == "files":
@@ -301,8 +329,17 @@ def test_img2dataset_outputs_are_consistent_with_the_url_lists(world):
 
 
 def test_img2dataset_writer_shards_and_keys(tmp_path):
-    rows = [DownloadRow(f"caption {i}", f"https://demo.invalid/{i}.jpg", None if i == 3 else b"\xff\xd8fake", 8, 8,
-                        "HTTP Error 404: Not Found" if i == 3 else None) for i in range(17)]
+    rows = [
+        DownloadRow(
+            f"caption {i}",
+            f"https://demo.invalid/{i}.jpg",
+            None if i == 3 else b"\xff\xd8fake",
+            8,
+            8,
+            "HTTP Error 404: Not Found" if i == 3 else None,
+        )
+        for i in range(17)
+    ]
     totals = write_img2dataset(tmp_path / "wds", iter(rows), "webdataset", samples_per_shard=7)
     assert totals == {"count": 17, "successes": 16, "failed_to_download": 1, "shards": 3}
     assert sorted(p.name for p in (tmp_path / "wds").iterdir()) == [
@@ -325,7 +362,10 @@ def test_wikitext_structure(world):
         assert headings and paragraphs
         assert all(line.startswith(" ") and line.endswith(" . ") for line in paragraphs)
     splits = summary["datasets"]["text"]["splits"]
-    assert splits["train"]["sentences"] + splits["val"]["sentences"] == demo_world.plan_counts(N_IMAGES)["text"]["sentences"]
+    assert (
+        splits["train"]["sentences"] + splits["val"]["sentences"]
+        == demo_world.plan_counts(N_IMAGES)["text"]["sentences"]
+    )
 
 
 # --------------------------------------------------------------------------------------------- learnability
@@ -343,7 +383,10 @@ def test_vqa_yes_no_is_balanced_and_text_alone_predicts_little():
     for qa in train:
         by_question[qa.question][qa.answer] += 1
     fallback = collections.Counter(qa.answer for qa in train).most_common(1)[0][0]
-    correct = [(by_question[qa.question].most_common(1)[0][0] if qa.question in by_question else fallback) == qa.answer for qa in test]
+    correct = [
+        (by_question[qa.question].most_common(1)[0][0] if qa.question in by_question else fallback) == qa.answer
+        for qa in test
+    ]
     assert sum(correct) / len(correct) < 0.5
     colors = collections.Counter(qa.answer for qa in train if qa.answer in scenes.COLORS)
     assert len(colors) == len(scenes.COLORS) and max(colors.values()) < 2.5 * min(colors.values())
@@ -376,7 +419,11 @@ def test_nlvr2_statements_are_computed_from_the_scenes():
         match = re.fullmatch(r"The (left|right) image contains exactly (\w+) (\w+)\.", text)
         if match:
             scene = left if match[1] == "left" else right
-            shape = match[3] if match[3] in scenes.SHAPES else next(s for s in scenes.SHAPES if scenes.plural(s) == match[3])
+            shape = (
+                match[3]
+                if match[3] in scenes.SHAPES
+                else next(s for s in scenes.SHAPES if scenes.plural(s) == match[3])
+            )
             assert truth == (scene.count(shape=shape) == scenes.NUMBER_WORDS.index(match[2]))
         match = re.fullmatch(r"Both images contain an? (\w+) (\w+)\.", text)
         if match:
@@ -390,7 +437,11 @@ def test_text_mentions_only_what_the_scene_contains():
     vocabulary = set(scenes.COLOR_NAMES) | set(scenes.SHAPES) | {scenes.plural(s) for s in scenes.SHAPES}
     for _ in range(300):
         scene = scenes.sample_scene(rng, 64) if _ else red_circles
-        allowed = {o.color for o in scene.objects} | {o.shape for o in scene.objects} | {scenes.plural(o.shape) for o in scene.objects}
+        allowed = (
+            {o.color for o in scene.objects}
+            | {o.shape for o in scene.objects}
+            | {scenes.plural(o.shape) for o in scene.objects}
+        )
         texts = scenes.scene_captions(scene, rng, 6) + [scenes.web_caption(scene, rng), scenes.user_caption(scene, rng)]
         texts += [phrase for phrase, _ in scenes.region_phrases(scene, rng)]
         for text in texts:
@@ -424,7 +475,10 @@ def test_relations_and_positions_agree_with_the_geometry():
 
 def test_region_boxes_match_the_rendered_pixels(world):
     root, _ = world
-    images = {entry["image_id"]: root / "vg" / Path(*entry["url"].split("/")[-2:]) for entry in load_json(root / "vg/image_data.json")}
+    images = {
+        entry["image_id"]: root / "vg" / Path(*entry["url"].split("/")[-2:])
+        for entry in load_json(root / "vg/image_data.json")
+    }
     checked = 0
     for entry in load_json(root / "vg/region_descriptions.json"):
         pixels = Image.open(images[entry["id"]]).convert("RGB")

@@ -4,6 +4,7 @@ Each rank holds a slice of one global batch. Checked against one process on the 
 * the loss on every rank equals the single-process loss;
 * the gradient w.r.t. each rank's features is ``world_size ×`` the single-process gradient of that slice,
   so after DDP's averaging the gradient of a shared projection / temperature equals the single-process one;
+* ``RetrievalRecall`` gathers its features from both ranks;
 * hard negatives drawn from the gathered logits are global indices, never the own pair, and cross ranks.
 """
 
@@ -19,6 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from vlmo_pipeline.evaluation.metrics import RetrievalRecall, retrieval_recall
 from vlmo_pipeline.training.distributed import all_gather_no_grad, world_info
 from vlmo_pipeline.training.objectives import contrastive_loss, itc_loss, sample_hard_negatives
 
@@ -53,6 +55,24 @@ def _loss_and_grads(images: torch.Tensor, texts: torch.Tensor, projection: torch
             "logits_per_text": logits_per_text.detach()}
 
 
+def _recall_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    image_feats = F.normalize(torch.randn(6, DIM, generator=generator), dim=1)
+    text_to_image = torch.arange(6).repeat_interleave(2)
+    text_feats = F.normalize(image_feats[text_to_image] + torch.randn(12, DIM, generator=generator), dim=1)
+    return image_feats, text_feats, text_to_image
+
+
+def _rank_recall(rank: int) -> dict[str, float]:
+    """Each rank sees a strided shard of images and texts; RetrievalRecall syncs them before computing."""
+    image_feats, text_feats, text_to_image = _recall_inputs()
+    metric = RetrievalRecall()
+    images, texts = torch.arange(rank, 6, WORLD_SIZE), torch.arange(rank, 12, WORLD_SIZE)
+    metric.update(image_feats=image_feats[images], image_ids=images + 100)
+    metric.update(text_feats=text_feats[texts], text_image_ids=text_to_image[texts] + 100)
+    return metric.compute()
+
+
 def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)  # forked children: keep OpenMP out of the picture (and 2 cores for 2 ranks)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE,
@@ -77,6 +97,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             outcome["neg_images"] = torch.stack([neg_images for neg_images, _ in draws])
             outcome["neg_texts"] = torch.stack([neg_texts for _, neg_texts in draws])
             results[name] = outcome
+        results["recall"] = _rank_recall(rank)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -103,6 +124,12 @@ def rank_results(tmp_path_factory) -> list[dict]:
 def test_world_info_inside_and_outside_the_process_group(rank_results):
     assert [result["world"] for result in rank_results] == [(0, 2), (1, 2)]
     assert tuple(world_info()) == (0, 1) and not world_info().is_distributed
+
+
+def test_retrieval_recall_metric_gathers_every_rank(rank_results):
+    expected = retrieval_recall(*_recall_inputs())
+    for result in rank_results:
+        assert result["recall"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -61,6 +61,9 @@ def plan_counts(n_images: int) -> dict[str, dict[str, int]]:
     def part(fraction: float, minimum: int = 1) -> int:
         return max(minimum, round(n_images * fraction))
 
+    def pairs(fraction: float) -> int:  # whole sets of four pairs
+        return 4 * max(1, round(n_images * fraction / 4))
+
     return {
         "coco": {"train": n_images, "restval": part(1 / 8), "val": part(1 / 4), "test": part(1 / 4)},
         "f30k": {"train": part(3 / 4), "val": part(1 / 8), "test": part(1 / 4)},
@@ -68,7 +71,7 @@ def plan_counts(n_images: int) -> dict[str, dict[str, int]]:
         "cc3m": {"train": part(3 / 4), "val": part(1 / 4)},
         "sbu": {"train": part(1 / 2)},
         # NLVR2 counts are image pairs; sets of four pairs share their sentences, as in the real data.
-        "nlvr2": {"train": part(3 / 2, 4), "dev": part(3 / 8, 4), "test1": part(3 / 8, 4)},
+        "nlvr2": {"train": pairs(3 / 2), "dev": pairs(3 / 8), "test1": pairs(3 / 8)},
         "text": {"sentences": part(7.5, 20)},
     }
 
@@ -106,16 +109,32 @@ def generate_demo_world(
     )
     progress = tqdm(total=total_images, desc="demo world", unit="img", disable=not show_progress)
     world = _World(out_dir, seed, image_size, progress)
-    summary: dict = {"out_dir": str(out_dir), "seed": seed, "n_images": n_images, "image_size": image_size, "datasets": {}}
+    summary: dict = {
+        "out_dir": str(out_dir),
+        "seed": seed,
+        "n_images": n_images,
+        "image_size": image_size,
+        "datasets": {},
+    }
     try:
         coco_summary, coco_images = world.build("coco", lambda root, rng: _write_coco(root, rng, world, counts["coco"]))
         summary["datasets"]["coco"] = coco_summary
-        summary["datasets"]["f30k"] = world.build("f30k", lambda root, rng: _write_f30k(root, rng, world, counts["f30k"]))
-        summary["datasets"]["vg"] = world.build("vg", lambda root, rng: _write_vg(root, rng, world, counts["vg"]["train"]))
-        summary["datasets"]["cc3m"] = world.build("cc3m", lambda root, rng: _write_cc3m(root, rng, world, counts["cc3m"]))
-        summary["datasets"]["sbu"] = world.build("sbu", lambda root, rng: _write_sbu(root, rng, world, counts["sbu"]["train"]))
+        summary["datasets"]["f30k"] = world.build(
+            "f30k", lambda root, rng: _write_f30k(root, rng, world, counts["f30k"])
+        )
+        summary["datasets"]["vg"] = world.build(
+            "vg", lambda root, rng: _write_vg(root, rng, world, counts["vg"]["train"])
+        )
+        summary["datasets"]["cc3m"] = world.build(
+            "cc3m", lambda root, rng: _write_cc3m(root, rng, world, counts["cc3m"])
+        )
+        summary["datasets"]["sbu"] = world.build(
+            "sbu", lambda root, rng: _write_sbu(root, rng, world, counts["sbu"]["train"])
+        )
         summary["datasets"]["vqav2"] = world.build("vqav2", lambda root, rng: _write_vqav2(root, rng, coco_images))
-        summary["datasets"]["nlvr2"] = world.build("nlvr2", lambda root, rng: _write_nlvr2(root, rng, world, counts["nlvr2"]))
+        summary["datasets"]["nlvr2"] = world.build(
+            "nlvr2", lambda root, rng: _write_nlvr2(root, rng, world, counts["nlvr2"])
+        )
         summary["datasets"]["text"] = world.build(
             "text", lambda root, rng: _write_text(root, rng, image_size, counts["text"]["sentences"])
         )
@@ -141,8 +160,13 @@ class _World:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         result = writer(staging, self.rng(name))
-        marker = {"generator": __name__, "format_version": FORMAT_VERSION, "dataset": name, "seed": self.seed,
-                  "image_size": self.image_size}
+        marker = {
+            "generator": __name__,
+            "format_version": FORMAT_VERSION,
+            "dataset": name,
+            "seed": self.seed,
+            "image_size": self.image_size,
+        }
         atomic_write_json(staging / MARKER_FILE, marker, indent=2)
         _swap_in(staging, self.out_dir / name)
         summary = result[0] if isinstance(result, tuple) else result
@@ -188,9 +212,17 @@ def _failed_indices(rng: random.Random, count: int) -> set[int]:
 # --------------------------------------------------------------------------------------------- COCO
 
 COCO_LICENSES = [
-    {"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1, "name": "Attribution-NonCommercial-ShareAlike License"},
+    {
+        "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/",
+        "id": 1,
+        "name": "Attribution-NonCommercial-ShareAlike License",
+    },
     {"url": "http://creativecommons.org/licenses/by-nc/2.0/", "id": 2, "name": "Attribution-NonCommercial License"},
-    {"url": "http://creativecommons.org/licenses/by-nc-nd/2.0/", "id": 3, "name": "Attribution-NonCommercial-NoDerivs License"},
+    {
+        "url": "http://creativecommons.org/licenses/by-nc-nd/2.0/",
+        "id": 3,
+        "name": "Attribution-NonCommercial-NoDerivs License",
+    },
     {"url": "http://creativecommons.org/licenses/by/2.0/", "id": 4, "name": "Attribution License"},
     {"url": "http://creativecommons.org/licenses/by-sa/2.0/", "id": 5, "name": "Attribution-ShareAlike License"},
     {"url": "http://creativecommons.org/licenses/by-nd/2.0/", "id": 6, "name": "Attribution-NoDerivs License"},
@@ -229,7 +261,7 @@ def _write_coco(root: Path, rng: random.Random, world: _World, counts: dict[str,
                 "height": world.image_size,
                 "width": world.image_size,
                 "date_captured": captured,
-                "flickr_url": f"{DEMO_HOST}/flickr/{rng.randrange(1000, 9999)}/{image_id}_{rng.getrandbits(40):010x}_z.jpg",
+                "flickr_url": f"{DEMO_HOST}/flickr/{rng.randrange(1000, 9999)}/{image_id}_{rng.getrandbits(40):010x}.jpg",
                 "id": image_id,
             }
         )
@@ -295,7 +327,13 @@ def _write_f30k(root: Path, rng: random.Random, world: _World, counts: dict[str,
             sentences.append({"tokens": sc.karpathy_tokens(raw), "raw": raw, "imgid": imgid, "sentid": sentence_id})
             sentence_id += 1
         images.append(
-            {"sentids": [s["sentid"] for s in sentences], "imgid": imgid, "sentences": sentences, "split": split, "filename": filename}
+            {
+                "sentids": [s["sentid"] for s in sentences],
+                "imgid": imgid,
+                "sentences": sentences,
+                "split": split,
+                "filename": filename,
+            }
         )
         split_stats.setdefault(split, Counter()).update(images=1, captions=len(sentences))
     atomic_write_json(root / "karpathy" / "dataset_flickr30k.json", {"images": images, "dataset": "flickr30k"})
@@ -326,7 +364,15 @@ def _write_vg(root: Path, rng: random.Random, world: _World, n_images: int) -> d
         for phrase, (x, y, width, height) in sc.region_phrases(scene, rng):
             region_id += rng.randint(1, 3)
             regions.append(
-                {"region_id": region_id, "width": width, "height": height, "image_id": image_id, "phrase": phrase, "y": y, "x": x}
+                {
+                    "region_id": region_id,
+                    "width": width,
+                    "height": height,
+                    "image_id": image_id,
+                    "phrase": phrase,
+                    "y": y,
+                    "x": x,
+                }
             )
         region_descriptions.append({"regions": regions, "id": image_id})
     atomic_write_json(root / "image_data.json", image_data)
@@ -361,28 +407,45 @@ def _download_rows(rng: random.Random, world: _World, urls: list[str], make_capt
 
 def _write_cc3m(root: Path, rng: random.Random, world: _World, counts: dict[str, int]) -> dict:
     splits = {}
-    layout = {"train": ("Train_GCC-training.tsv", "images_train", "files"),
-              "val": ("Validation_GCC-1.1.0-Validation.tsv", "images_val", "webdataset")}
+    layout = {
+        "train": ("Train_GCC-training.tsv", "images_train", "files"),
+        "val": ("Validation_GCC-1.1.0-Validation.tsv", "images_val", "webdataset"),
+    }
     for split, (tsv_name, image_folder, output_format) in layout.items():
         urls = [f"{DEMO_HOST}/cc3m/{split}/{index:06d}.jpg" for index in range(counts[split])]
         captions, rows = _download_rows(rng, world, urls, sc.web_caption)
         atomic_write_text(root / tsv_name, "".join(f"{caption}\t{url}\n" for caption, url in zip(captions, urls)))
         totals = write_img2dataset(root / image_folder, rows(), output_format)
         world.progress.update(totals["failed_to_download"])  # failed rows render nothing but count as done
-        splits[split] = {"rows": totals["count"], "images": totals["successes"], "failed": totals["failed_to_download"],
-                         "layout": output_format}
+        splits[split] = {
+            "rows": totals["count"],
+            "images": totals["successes"],
+            "failed": totals["failed_to_download"],
+            "layout": output_format,
+        }
     return {"splits": splits}
 
 
 def _write_sbu(root: Path, rng: random.Random, world: _World, n_images: int) -> dict:
-    urls = [f"{DEMO_HOST}/sbu/{rng.randrange(1000, 9999)}/{rng.getrandbits(36)}_{rng.getrandbits(40):010x}.jpg" for _ in range(n_images)]
+    urls = [
+        f"{DEMO_HOST}/sbu/{rng.randrange(1000, 9999)}/{rng.getrandbits(36)}_{rng.getrandbits(40):010x}.jpg"
+        for _ in range(n_images)
+    ]
     user_ids = [f"{rng.randrange(10**7, 10**8)}@N{rng.randrange(10):02d}" for _ in range(n_images)]
     captions, rows = _download_rows(rng, world, urls, sc.user_caption)
     atomic_write_json(root / "sbu-captions-all.json", {"image_urls": urls, "user_ids": user_ids, "captions": captions})
     totals = write_img2dataset(root / "images", rows(), "files")
     world.progress.update(totals["failed_to_download"])
-    return {"splits": {"train": {"rows": totals["count"], "images": totals["successes"], "failed": totals["failed_to_download"],
-                                 "layout": "files"}}}
+    return {
+        "splits": {
+            "train": {
+                "rows": totals["count"],
+                "images": totals["successes"],
+                "failed": totals["failed_to_download"],
+                "layout": "files",
+            }
+        }
+    }
 
 
 # --------------------------------------------------------------------------------------------- VQAv2
@@ -395,7 +458,10 @@ VQA_INFO = {
     "contributor": "vlmo_pipeline demo_world",
     "date_created": "2017-04-26 17:00:44",
 }
-VQA_LICENSE = {"url": "http://creativecommons.org/licenses/by/4.0/", "name": "Creative Commons Attribution 4.0 International License"}
+VQA_LICENSE = {
+    "url": "http://creativecommons.org/licenses/by/4.0/",
+    "name": "Creative Commons Attribution 4.0 International License",
+}
 
 
 def _write_vqav2(root: Path, rng: random.Random, coco_images: list[tuple[str, int, sc.Scene]]) -> dict:
@@ -423,17 +489,33 @@ def _write_vqav2(root: Path, rng: random.Random, coco_images: list[tuple[str, in
                 )
         atomic_write_json(
             root / f"v2_OpenEnded_mscoco_{folder}_questions.json",
-            {"info": VQA_INFO, "task_type": "Open-Ended", "data_type": "mscoco", "license": VQA_LICENSE,
-             "data_subtype": folder, "questions": questions},
+            {
+                "info": VQA_INFO,
+                "task_type": "Open-Ended",
+                "data_type": "mscoco",
+                "license": VQA_LICENSE,
+                "data_subtype": folder,
+                "questions": questions,
+            },
         )
         atomic_write_json(
             root / f"v2_mscoco_{folder}_annotations.json",
-            {"info": VQA_INFO, "license": VQA_LICENSE, "data_subtype": folder, "annotations": annotations, "data_type": "mscoco"},
+            {
+                "info": VQA_INFO,
+                "license": VQA_LICENSE,
+                "data_subtype": folder,
+                "annotations": annotations,
+                "data_type": "mscoco",
+            },
         )
         answer_types = Counter(a["answer_type"] for a in annotations)
         yes_no = Counter(a["multiple_choice_answer"] for a in annotations if a["answer_type"] == "yes/no")
-        splits[split] = {"images": len({q["image_id"] for q in questions}), "questions": len(questions),
-                         "answer_types": dict(sorted(answer_types.items())), "yes_no": dict(sorted(yes_no.items()))}
+        splits[split] = {
+            "images": len({q["image_id"] for q in questions}),
+            "questions": len(questions),
+            "answer_types": dict(sorted(answer_types.items())),
+            "yes_no": dict(sorted(yes_no.items())),
+        }
     return {"splits": splits}
 
 
@@ -449,7 +531,7 @@ def _majority(answers: list[tuple[str, str]], correct: str) -> str:
 def _write_nlvr2(root: Path, rng: random.Random, world: _World, counts: dict[str, int]) -> dict:
     splits = {}
     for split in ("train", "dev", "test1"):
-        n_sets = max(1, round(counts[split] / 4))
+        n_sets = counts[split] // 4
         lines, labels, n_pairs = [], Counter(), 0
         for set_id in range(n_sets):
             statements, pairs = _nlvr2_set(rng, world.image_size)
@@ -479,7 +561,7 @@ def _nlvr2_set(rng: random.Random, image_size: int) -> tuple[list[sc.Statement],
     is searched among random sentences for one that splits the same pairs 2/2 (else the set keeps one sentence,
     which also happens in the real data). Exact 2/2 per sentence keeps every template at 50 % True.
     """
-    while True:
+    for _ in range(200):
         statement = sc.random_statement(rng)
         targets = [True, True, False, False]
         rng.shuffle(targets)
@@ -495,6 +577,8 @@ def _nlvr2_set(rng: random.Random, image_size: int) -> tuple[list[sc.Statement],
                 break  # this sentence is (nearly) impossible to make true/false here: draw another
         if len(pairs) == 4:
             break
+    else:  # every template is true for some scene pairs and false for others, so this means a bug
+        raise RuntimeError("could not sample NLVR2 image pairs for 200 sentences in a row")
     statements = [statement]
     all_scenes = [scene for pair in pairs for scene in pair]
     for _ in range(80):
@@ -536,7 +620,10 @@ SECTION_TITLES = ("Colors", "Shapes", "Positions", "Counting", "Relations", "Exa
 def _write_text(root: Path, rng: random.Random, image_size: int, n_sentences: int) -> dict:
     n_valid = max(5, round(n_sentences * 0.1))
     splits = {}
-    for split, file_name, target in (("train", "wiki.train.raw", n_sentences - n_valid), ("val", "wiki.valid.raw", n_valid)):
+    for split, file_name, target in (
+        ("train", "wiki.train.raw", n_sentences - n_valid),
+        ("val", "wiki.valid.raw", n_valid),
+    ):
         lines, written = [], 0
         while written < target:
             color, shape = rng.choice(sc.COLOR_NAMES), rng.choice(sc.SHAPES)
@@ -568,16 +655,18 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    summary = generate_demo_world(args.out, n_images=args.images, seed=args.seed, image_size=args.image_size,
-                                  show_progress=not args.quiet)
+    summary = generate_demo_world(
+        args.out, n_images=args.images, seed=args.seed, image_size=args.image_size, show_progress=not args.quiet
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``demo-data`` on a ``vlmo`` CLI; the parsed namespace's ``func(args)`` runs it and returns 0."""
-    parser = subparsers.add_parser("demo-data", help="render the synthetic demo world in the real raw formats",
-                                   description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "demo-data", help="render the synthetic demo world in the real raw formats", description=__doc__.splitlines()[0]
+    )
     _add_arguments(parser)
     parser.set_defaults(func=_run)
     return parser

@@ -63,8 +63,9 @@ class IngestConfig:
 
     shard_rows / shard_bytes: a shard is closed when it reaches either limit (payload bytes, before Arrow
     overhead); one of them may be None. batch_rows: rows per Arrow record batch inside a shard.
-    workers: processes that read/validate images (0 or 1: in this process). chunk_size: records per task sent to
-    a worker; max_inflight_chunks: tasks alive at once (None: 2 per worker) — together they bound memory.
+    workers: processes that read/validate images (0 or 1, or an input of at most two chunks: in this process).
+    chunk_size: records per task sent to a worker; max_inflight_chunks: tasks alive at once (None: 2 per
+    worker) — together they bound memory.
     max_image_side: downscale + JPEG re-encode images whose longer side is larger (None: keep original bytes);
     jpeg_quality: quality of that re-encode. max_image_pixels: width*height above this is a decompression bomb.
     max_caption_chars: longer captions/questions/sentences are rejected. min_answer_count / vqa_vocab_splits:
@@ -163,10 +164,15 @@ def _chunks(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
         yield chunk
 
 
-def process_items(items: Iterable[RawItem], config: IngestConfig) -> Iterator[Processed]:
-    """Materialise records in input order, in a bounded process pool when ``config.workers > 1``."""
+def process_items(items: Iterable[RawItem], config: IngestConfig, total: int | None = None) -> Iterator[Processed]:
+    """Materialise records in input order, in a bounded process pool when ``config.workers > 1``.
+
+    ``total`` (the expected record count, if known): inputs of at most two chunks run in this process, since
+    starting worker processes would cost more than it saves.
+    """
     options = config.image_options
-    if config.workers <= 1:
+    small_input = total is not None and total <= 2 * config.chunk_size
+    if config.workers <= 1 or small_input:
         for item in items:
             yield materialize(item, options)
         return
@@ -232,7 +238,8 @@ def ingest_dataset(
     progress = tqdm(total=source.total, desc=f"ingest {name}", unit="rec", disable=not show_progress,
                     dynamic_ncols=True)
     try:
-        for result in process_items(source.items, config):
+        total = source.total if source.has_images else 0  # no images: nothing for workers to do
+        for result in process_items(source.items, config, total):
             if isinstance(result, Reject):
                 rejects.add(result)
                 continue

@@ -80,8 +80,10 @@ class Scene:
 
 
 def _matches(obj: SceneObject, color: str | None, shape: str | None, size: str | None) -> bool:
-    return (color is None or obj.color == color) and (shape is None or obj.shape == shape) and (
-        size is None or obj.size == size
+    return (
+        (color is None or obj.color == color)
+        and (shape is None or obj.shape == shape)
+        and (size is None or obj.size == size)
     )
 
 
@@ -136,7 +138,9 @@ def _place(rng: random.Random, shape: str, color: str, size: str, row: int, col:
     x0, y0, x1, y1 = _extent(shape, center_x, center_y, radius)
     left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
     right, bottom = min(image_size, int(np.ceil(x1))), min(image_size, int(np.ceil(y1)))
-    return SceneObject(shape, color, size, row, col, center_x, center_y, radius, (left, top, right - left, bottom - top))
+    return SceneObject(
+        shape, color, size, row, col, center_x, center_y, radius, (left, top, right - left, bottom - top)
+    )
 
 
 def _extent(shape: str, cx: float, cy: float, r: float) -> tuple[float, float, float, float]:
@@ -324,9 +328,9 @@ def _caption_position(scene: Scene, rng: random.Random) -> str:
 def _caption_count(scene: Scene, rng: random.Random) -> str:
     n = len(scene.objects)
     noun = "shape" if n == 1 else "shapes"
-    return rng.choice([f"{number_word(n)} {noun}: ", f"{number_word(n)} {noun} including ", f"{number_word(n)} {noun}, "]) + (
-        groups_phrase(scene, rng)
-    )
+    return rng.choice(
+        [f"{number_word(n)} {noun}: ", f"{number_word(n)} {noun} including ", f"{number_word(n)} {noun}, "]
+    ) + (groups_phrase(scene, rng))
 
 
 def _caption_sizes(scene: Scene, rng: random.Random) -> str:
@@ -398,7 +402,9 @@ def user_caption(scene: Scene, rng: random.Random) -> str:
 # --------------------------------------------------------------------------------------------- Visual Genome
 
 
-def region_phrases(scene: Scene, rng: random.Random, low: int = 10, high: int = 20) -> list[tuple[str, tuple[int, int, int, int]]]:
+def region_phrases(
+    scene: Scene, rng: random.Random, low: int = 10, high: int = 20
+) -> list[tuple[str, tuple[int, int, int, int]]]:
     """10-20 region phrases with pixel boxes (x, y, width, height) that match the render."""
     size = scene.image_size
     pool: list[tuple[str, tuple[int, int, int, int]]] = []
@@ -469,13 +475,19 @@ def _yes_no_candidates(scene: Scene, rng: random.Random) -> Candidates:
     for color in COLOR_NAMES:
         for shape in SHAPES:
             answer = "yes" if scene.count(color, shape) else "no"
-            _add(pools, "color shape", QuestionAnswer(f"Is there {article(color)} {color} {shape}?", answer, "yes/no", "is there a"))
+            _add(
+                pools,
+                "color shape",
+                QuestionAnswer(f"Is there {article(color)} {color} {shape}?", answer, "yes/no", "is there a"),
+            )
     for shape in SHAPES:
         answer = "yes" if scene.count(shape=shape) else "no"
         _add(pools, "shape", QuestionAnswer(f"Are there any {plural(shape)}?", answer, "yes/no", "are there"))
     for color in COLOR_NAMES:
         answer = "yes" if scene.count(color=color) else "no"
-        _add(pools, "color", QuestionAnswer(f"Is there {article(color)} {color} shape?", answer, "yes/no", "is there a"))
+        _add(
+            pools, "color", QuestionAnswer(f"Is there {article(color)} {color} shape?", answer, "yes/no", "is there a")
+        )
     for shape in SHAPES:
         matches = scene.matching(shape=shape)
         if len(matches) == 1:  # "the <shape>" must refer to exactly one object
@@ -581,7 +593,6 @@ def vqa_questions(scene: Scene, rng: random.Random, n_questions: int) -> list[Qu
     return chosen
 
 
-
 def annotator_answers(qa: QuestionAnswer, rng: random.Random) -> list[tuple[str, str]]:
     """Ten (answer, confidence) pairs: at least 7 correct; the rest plausible annotator noise."""
     n_wrong = rng.choices([0, 1, 2, 3], weights=[0.55, 0.28, 0.12, 0.05])[0]
@@ -640,7 +651,10 @@ def random_statement(rng: random.Random, hint: Scene | None = None) -> Statement
         n = rng.randint(1, 3)
         noun = shape if n == 1 else plural(shape)
         sentence = rng.choice(
-            [f"The {side} image contains exactly {number_word(n)} {noun}.", f"There are exactly {number_word(n)} {noun} in the {side} image."]
+            [
+                f"The {side} image contains exactly {number_word(n)} {noun}.",
+                f"There are exactly {number_word(n)} {noun} in the {side} image.",
+            ]
         )
         if n == 1:
             sentence = sentence.replace("There are exactly", "There is exactly")
@@ -654,15 +668,26 @@ def random_statement(rng: random.Random, hint: Scene | None = None) -> Statement
             "shape",
         )
     if template == 2:
-        sentence = rng.choice([f"Both images contain {article(color)} {color} {shape}.", f"Each image shows at least one {color} {shape}."])
-        return Statement(sentence, lambda l, r: l.count(color, shape) > 0 and r.count(color, shape) > 0, ((color, shape),), shape)
+        sentence = rng.choice(
+            [
+                f"Both images contain {article(color)} {color} {shape}.",
+                f"Each image shows at least one {color} {shape}.",
+            ]
+        )
+        return Statement(
+            sentence, lambda l, r: l.count(color, shape) > 0 and r.count(color, shape) > 0, ((color, shape),), shape
+        )
     if template == 3:
         sentence = f"Exactly one image contains {article(shape)} {shape}."
-        return Statement(sentence, lambda l, r: (l.count(shape=shape) > 0) != (r.count(shape=shape) > 0), ((None, shape),), shape)
+        return Statement(
+            sentence, lambda l, r: (l.count(shape=shape) > 0) != (r.count(shape=shape) > 0), ((None, shape),), shape
+        )
     if template == 4:
         other_shape = rng.choice(SHAPES)
         relation = rng.choice(["to the left of", "to the right of", "above", "below"])
-        sentence = f"In the {side} image, {article(color)} {color} {shape} is {relation} {article(other_shape)} {other_shape}."
+        sentence = (
+            f"In the {side} image, {article(color)} {color} {shape} is {relation} {article(other_shape)} {other_shape}."
+        )
 
         def holds_rel(l: Scene, r: Scene) -> bool:
             scene = _side((l, r), side)
@@ -716,7 +741,7 @@ def corpus_sentence(rng: random.Random, image_size: int) -> str:
                 f"A {color} {shape} can be small or large .",
                 f"The color of {article(color)} {color} {shape} is {color} .",
                 f"Some pictures contain {article(color)} {color} {shape} and some do not .",
-                f"When a picture shows two {color} {plural(shape)} , the answer to how many {plural(shape)} there are is two .",
+                f"When a picture shows two {color} {plural(shape)} , there are two {plural(shape)} of that color .",
             ]
         )
     scene = sample_scene(rng, image_size)

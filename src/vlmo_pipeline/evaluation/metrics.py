@@ -166,6 +166,13 @@ def _first_occurrence_rows(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return unique_ids, first_rows
 
 
+def _is_empty(state: list[torch.Tensor] | torch.Tensor) -> bool:
+    """A "cat" state is a list before synchronisation and may be one tensor after it."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() == 0
+    return len(state) == 0
+
+
 class RetrievalRecall(Metric):
     """Accumulates image and text embeddings (over batches and ranks) and computes :func:`retrieval_recall`.
 
@@ -209,7 +216,7 @@ class RetrievalRecall(Metric):
                 raise ValueError(f"{text_feats.shape[0]} text features but {text_image_ids.shape[0]} image ids")
             if text_ids is not None and text_ids.shape[0] != text_feats.shape[0]:
                 raise ValueError(f"{text_feats.shape[0]} text features but {text_ids.shape[0]} text ids")
-            if text_ids is None and len(self.text_ids) > 0:
+            if text_ids is None and not _is_empty(self.text_ids):
                 raise ValueError("text_ids were given in an earlier update; give them in every update")
             self.text_feats.append(text_feats.detach().float())
             self.text_image_ids.append(text_image_ids.detach().long().reshape(-1))
@@ -217,13 +224,13 @@ class RetrievalRecall(Metric):
                 self.text_ids.append(text_ids.detach().long().reshape(-1))
 
     def compute(self) -> dict[str, float]:
-        if not self.image_feats or not self.text_feats:
+        if _is_empty(self.image_feats) or _is_empty(self.text_feats):
             raise ValueError("RetrievalRecall needs at least one image batch and one text batch before compute()")
         image_ids, image_rows = _first_occurrence_rows(dim_zero_cat(self.image_ids))
         image_feats = dim_zero_cat(self.image_feats)[image_rows]
         text_feats = dim_zero_cat(self.text_feats)
         text_image_ids = dim_zero_cat(self.text_image_ids)
-        if self.text_ids:
+        if not _is_empty(self.text_ids):
             _, text_rows = _first_occurrence_rows(dim_zero_cat(self.text_ids))
             text_feats, text_image_ids = text_feats[text_rows], text_image_ids[text_rows]
         positions = torch.searchsorted(image_ids, text_image_ids).clamp(max=image_ids.shape[0] - 1)

@@ -121,7 +121,8 @@ class RawSource:
     ``items`` is a lazy iterator (a generator): nothing heavy happens until it is consumed. ``splits`` lists the
     splits this source can produce (reported in the manifest even when a split ends up empty). ``artifacts`` are
     small JSON-serialisable files to write next to the shards (e.g. the VQA answer vocabulary); ``info`` is extra
-    manifest content (e.g. annotation line counts).
+    manifest content (e.g. annotation line counts); ``has_images`` False (text corpora) means records need no
+    worker processes.
     """
 
     items: Iterator[RawItem]
@@ -130,6 +131,7 @@ class RawSource:
     total: int | None = None
     artifacts: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    has_images: bool = True
 
 
 def safe_join(root: str | os.PathLike, *parts: str) -> Path:

@@ -114,4 +114,4 @@ def open_text(root: str | Path, *, max_caption_chars: int, files: list[str | Pat
             except UnicodeDecodeError as error:
                 raise RawLayoutError(path, f"not UTF-8 text ({error})") from error
 
-    return RawSource(items(), splits, [str(p) for p in paths])
+    return RawSource(items(), splits, [str(p) for p in paths], has_images=False)
