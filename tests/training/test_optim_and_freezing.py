@@ -283,10 +283,10 @@ def test_stage2_frozen_weights_are_bit_identical_after_training_steps():
 
 def test_stage1_freezing_trains_the_image_side_only():
     model = OfficialNamedModel()
-    model.mim_mask_token = nn.Parameter(torch.zeros(1, 1, D))
+    model.transformer.mask_token = nn.Parameter(torch.zeros(1, 1, D))
     model.mim_head = nn.Linear(D, 12)
     trainable = set(apply_trainable_substrings(model, STAGE1_TRAINABLE))
-    assert {"mim_mask_token", "mim_head.weight", "mim_head.bias", "relative_position_bias_table",
+    assert {"transformer.mask_token", "mim_head.weight", "mim_head.bias", "relative_position_bias_table",
             "transformer.cls_token", "transformer.patch_embed.proj.weight", "transformer.norm.weight",
             "transformer.blocks.0.attn.qkv.weight", "transformer.blocks.0.attn.q_bias",
             "transformer.blocks.0.norm1.weight", "transformer.blocks.0.gamma_2",

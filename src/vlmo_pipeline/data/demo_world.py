@@ -117,27 +117,8 @@ def generate_demo_world(
         "datasets": {},
     }
     try:
-        coco_summary, coco_images = world.build("coco", lambda root, rng: _write_coco(root, rng, world, counts["coco"]))
-        summary["datasets"]["coco"] = coco_summary
-        summary["datasets"]["f30k"] = world.build(
-            "f30k", lambda root, rng: _write_f30k(root, rng, world, counts["f30k"])
-        )
-        summary["datasets"]["vg"] = world.build(
-            "vg", lambda root, rng: _write_vg(root, rng, world, counts["vg"]["train"])
-        )
-        summary["datasets"]["cc3m"] = world.build(
-            "cc3m", lambda root, rng: _write_cc3m(root, rng, world, counts["cc3m"])
-        )
-        summary["datasets"]["sbu"] = world.build(
-            "sbu", lambda root, rng: _write_sbu(root, rng, world, counts["sbu"]["train"])
-        )
-        summary["datasets"]["vqav2"] = world.build("vqav2", lambda root, rng: _write_vqav2(root, rng, coco_images))
-        summary["datasets"]["nlvr2"] = world.build(
-            "nlvr2", lambda root, rng: _write_nlvr2(root, rng, world, counts["nlvr2"])
-        )
-        summary["datasets"]["text"] = world.build(
-            "text", lambda root, rng: _write_text(root, rng, image_size, counts["text"]["sentences"])
-        )
+        for name in DATASETS:
+            summary["datasets"][name] = world.build(name, _WRITERS[name], counts.get(name, {}))
     finally:
         progress.close()
     return summary
@@ -148,18 +129,20 @@ class _World:
 
     def __init__(self, out_dir: Path, seed: int, image_size: int, progress: tqdm) -> None:
         self.out_dir, self.seed, self.image_size, self.progress = out_dir, seed, image_size, progress
+        # (folder, image id, scene) of every COCO image: the VQA writer asks its questions about them.
+        self.coco_images: list[tuple[str, int, sc.Scene]] = []
 
     def rng(self, name: str) -> random.Random:
         # One independent stream per dataset: changing one dataset's generator leaves the others' bytes alone.
         return random.Random(f"vlmo-demo-world:{self.seed}:{name}")
 
-    def build(self, name: str, writer: Callable[[Path, random.Random], object]):
+    def build(self, name: str, writer: Callable[..., dict], counts: dict[str, int]) -> dict:
         """Run ``writer`` into a hidden staging folder, add the marker, then swap it in place of ``out_dir/name``."""
         self.progress.set_description(f"demo world: {name}")
         staging = self.out_dir / f".{name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        result = writer(staging, self.rng(name))
+        summary = writer(staging, self.rng(name), self, counts)
         marker = {
             "generator": __name__,
             "format_version": FORMAT_VERSION,
@@ -169,9 +152,8 @@ class _World:
         }
         atomic_write_json(staging / MARKER_FILE, marker, indent=2)
         _swap_in(staging, self.out_dir / name)
-        summary = result[0] if isinstance(result, tuple) else result
         summary["path"] = str(self.out_dir / name)
-        return result
+        return summary
 
     def scene_image(self, rng: random.Random, **sample_args) -> tuple[sc.Scene, object]:
         scene = sc.sample_scene(rng, self.image_size, **sample_args)
@@ -229,8 +211,8 @@ COCO_LICENSES = [
 ]
 
 
-def _write_coco(root: Path, rng: random.Random, world: _World, counts: dict[str, int]):
-    """COCO 2014 images, official caption files and the Karpathy split; returns (summary, images for VQA)."""
+def _write_coco(root: Path, rng: random.Random, world: _World, counts: dict[str, int]) -> dict:
+    """COCO 2014 images, official caption files and the Karpathy split; keeps the scenes for VQA."""
     n_val2014 = counts["restval"] + counts["val"] + counts["test"]
     image_ids = rng.sample(range(1, 581_930), counts["train"] + n_val2014)
     karpathy_splits = ["restval"] * counts["restval"] + ["val"] * counts["val"] + ["test"] * counts["test"]
@@ -240,7 +222,6 @@ def _write_coco(root: Path, rng: random.Random, world: _World, counts: dict[str,
 
     official = {folder: {"images": [], "annotations": []} for folder in ("train2014", "val2014")}
     karpathy_images = []
-    vqa_images = []
     annotation_id = rng.randrange(1, 1000)
     sentence_id = 0
     split_stats: dict[str, Counter] = {}
@@ -282,7 +263,7 @@ def _write_coco(root: Path, rng: random.Random, world: _World, counts: dict[str,
                 "cocoid": image_id,
             }
         )
-        vqa_images.append((folder, image_id, scene))
+        world.coco_images.append((folder, image_id, scene))
         split_stats.setdefault(split, Counter()).update(images=1, captions=len(raws))
 
     for folder, content in official.items():
@@ -306,7 +287,7 @@ def _write_coco(root: Path, rng: random.Random, world: _World, counts: dict[str,
         "captions": sum(len(content["annotations"]) for content in official.values()),
         "splits": {split: dict(stats) for split, stats in sorted(split_stats.items())},
     }
-    return summary, vqa_images
+    return summary
 
 
 # --------------------------------------------------------------------------------------------- Flickr30K
@@ -343,7 +324,8 @@ def _write_f30k(root: Path, rng: random.Random, world: _World, counts: dict[str,
 # --------------------------------------------------------------------------------------------- Visual Genome
 
 
-def _write_vg(root: Path, rng: random.Random, world: _World, n_images: int) -> dict:
+def _write_vg(root: Path, rng: random.Random, world: _World, counts: dict[str, int]) -> dict:
+    n_images = counts["train"]
     image_data, region_descriptions = [], []
     region_id = rng.randrange(1, 2000)
     for image_id in range(1, n_images + 1):
@@ -426,7 +408,8 @@ def _write_cc3m(root: Path, rng: random.Random, world: _World, counts: dict[str,
     return {"splits": splits}
 
 
-def _write_sbu(root: Path, rng: random.Random, world: _World, n_images: int) -> dict:
+def _write_sbu(root: Path, rng: random.Random, world: _World, counts: dict[str, int]) -> dict:
+    n_images = counts["train"]
     urls = [
         f"{DEMO_HOST}/sbu/{rng.randrange(1000, 9999)}/{rng.getrandbits(36)}_{rng.getrandbits(40):010x}.jpg"
         for _ in range(n_images)
@@ -464,8 +447,11 @@ VQA_LICENSE = {
 }
 
 
-def _write_vqav2(root: Path, rng: random.Random, coco_images: list[tuple[str, int, sc.Scene]]) -> dict:
+def _write_vqav2(root: Path, rng: random.Random, world: _World, counts: dict[str, int]) -> dict:
     """Questions about the COCO images (train2014 -> VQA train, val2014 -> VQA val), answered from their scenes."""
+    if not world.coco_images:
+        raise RuntimeError("the VQAv2 writer needs the COCO scenes: generate coco first")
+    coco_images = world.coco_images
     splits = {}
     for folder, split in (("train2014", "train"), ("val2014", "val")):
         questions, annotations = [], []
@@ -617,7 +603,8 @@ def _nlvr2_line(rng, split, set_id, pair_index, sentence_index, statement, write
 SECTION_TITLES = ("Colors", "Shapes", "Positions", "Counting", "Relations", "Examples", "Sizes")
 
 
-def _write_text(root: Path, rng: random.Random, image_size: int, n_sentences: int) -> dict:
+def _write_text(root: Path, rng: random.Random, world: _World, counts: dict[str, int]) -> dict:
+    image_size, n_sentences = world.image_size, counts["sentences"]
     n_valid = max(5, round(n_sentences * 0.1))
     splits = {}
     for split, file_name, target in (
@@ -641,6 +628,19 @@ def _write_text(root: Path, rng: random.Random, image_size: int, n_sentences: in
         atomic_write_text(root / file_name, "".join(lines))
         splits[split] = {"sentences": written, "lines": len(lines)}
     return {"splits": splits}
+
+
+# One writer per dataset, called in DATASETS order (coco before vqav2, whose questions are about COCO's scenes).
+_WRITERS: dict[str, Callable[[Path, random.Random, _World, dict[str, int]], dict]] = {
+    "coco": _write_coco,
+    "f30k": _write_f30k,
+    "vg": _write_vg,
+    "cc3m": _write_cc3m,
+    "sbu": _write_sbu,
+    "vqav2": _write_vqav2,
+    "nlvr2": _write_nlvr2,
+    "text": _write_text,
+}
 
 
 # --------------------------------------------------------------------------------------------- command line

@@ -10,7 +10,7 @@ Stage 1 has no official code (the official recipe downloads a BEiT checkpoint). 
 stage trains what a BEiT image encoder consists of — attention, ``norm1``, layer-scale gammas, patch
 embedding, image CLS token (and absolute position embedding for base-plus-like models), V-FFN and its norm,
 the relative-position table (only image rows are indexed), the final norm — plus the MIM mask token and
-prediction head, which the stage-1 module must name so that they contain ``mim_mask_token`` / ``mim_head``.
+prediction head (the model's ``transformer.mask_token``; the stage-1 module must name its head ``mim_head``).
 Everything text-side (text embeddings, L-FFN, ``norm2_text``, MLM head), the token-type embeddings and the
 VL-FFN stay frozen: they do not take part in image-only passes, and freezing them makes the stage's frozen
 set explicit and testable, mirroring stage 2.
@@ -44,7 +44,7 @@ STAGE2_TRAINABLE: tuple[str, ...] = (
 )
 
 #: Attribute names the stage-1 module must use for its MIM mask token and prediction head.
-MIM_MASK_TOKEN_NAME = "mim_mask_token"
+MIM_MASK_TOKEN_NAME = "transformer.mask_token"  # created by VLMo when "mim" is in loss_names
 MIM_HEAD_NAME = "mim_head"
 
 #: Our stage-1 (image-only MIM) trainable substrings; see the module docstring for the rationale.
