@@ -6,7 +6,7 @@ compress to nothing), then runs ``ingest_dataset("coco", ...)`` in a fresh Pytho
 * ``images_per_s``: ingested rows per second of the ingest call (reading, validating, writing shards);
 * ``peak_rss_parent_mb``: VmHWM of the process running the writer (from /proc/self/status);
 * ``peak_rss_worker_mb``: the largest peak RSS among its worker processes (getrusage RUSAGE_CHILDREN);
-* ``peak_rss_tree_mb``: the largest sum of RSS over the parent and its workers, sampled every 20 ms (needs
+* ``peak_rss_tree_mb``: the largest sum of RSS over the parent and its workers, sampled every 50 ms (needs
   psutil; null without it).
 
 Flat memory means the peak RSS columns barely change between sizes while the input grows 10x.
@@ -76,7 +76,7 @@ def _tree_sampler(stop: threading.Event, peak: list[float]) -> None:
             except psutil.Error:
                 pass
         peak[0] = max(peak[0], total / 2**20)
-        stop.wait(0.02)
+        stop.wait(0.05)
 
 
 def child(raw: str, out: str, workers: int, shard_rows: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -86,9 +87,15 @@ def official_layout(dim: int, depth: int, vlffn_start: int, relpos: bool, tasks:
     return layout
 
 
-def meta_model(name: str, **overrides):
+@functools.cache
+def _cached_meta_model(name: str, overrides: tuple):
     with torch.device("meta"):
-        return create_model(name, **overrides)
+        return create_model(name, **dict(overrides))
+
+
+def meta_model(name: str, **overrides):
+    """Parameter-free (meta device) model, built once per (name, overrides); do not mutate it."""
+    return _cached_meta_model(name, tuple(sorted(overrides.items())))
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))

@@ -35,7 +35,7 @@ def test_demo_data_then_ingest_fills_every_manifest(kedro_project: Path, monkeyp
     _run(kedro_project, "demo_data", TINY_WORLD)
     for name in RAW_DATASETS:
         tree = kedro_project / "data" / "01_raw" / name
-        assert (tree / "DEMO_WORLD.json").exists(), f"{tree} was not generated"
+        assert (tree / ".demo_world.json").exists(), f"{tree} was not generated"
     assert not (kedro_project / "data" / "02_intermediate" / "demo_world_staging").exists() or not any(
         (kedro_project / "data" / "02_intermediate" / "demo_world_staging").iterdir()
     )
@@ -86,4 +86,4 @@ def test_kedro_cli_accepts_the_documented_spelling(kedro_project: Path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert (kedro_project / "data" / "01_raw" / "coco" / "DEMO_WORLD.json").exists()
+    assert (kedro_project / "data" / "01_raw" / "coco" / ".demo_world.json").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,9 @@ from typing import Any
 from vlmo_pipeline.data.demo_world import generate_demo_world
 
 # One catalog entry per raw tree (data/01_raw/<name>), so Kedro-Viz shows which ingest node reads which tree.
+# Each tree carries the generator's marker file, `.demo_world.json`: the raw_* catalog entries
+# (`protect_unless`) replace a marked tree on re-generation but never a user's real dataset.
 RAW_DATASETS = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
-MARKER_FILE = "DEMO_WORLD.json"  # must match `protect_unless` of the raw_* entries in conf/base/catalog.yml
 
 
 def generate_world(params: dict[str, Any]) -> tuple:
@@ -30,8 +30,4 @@ def generate_world(params: dict[str, Any]) -> tuple:
         image_size=int(params["image_size"]),
         show_progress=bool(params.get("show_progress", True)),
     )
-    for name in RAW_DATASETS:
-        # The marker lets DirectoryDataset replace this tree on re-generation but never a user's real dataset.
-        marker = {"generator": "vlmo_pipeline.data.demo_world", "parameters": params}
-        (staging / name / MARKER_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True))
     return (*(staging / name for name in RAW_DATASETS), summary)
