@@ -4,12 +4,13 @@ For each size N it writes a COCO Karpathy raw tree of N small JPEGs (random-nois
 compress to nothing), then runs ``ingest_dataset("coco", ...)`` in a fresh Python process and reports:
 
 * ``images_per_s``: ingested rows per second of the ingest call (reading, validating, writing shards);
-* ``peak_rss_parent_mb``: VmHWM of the process running the writer (from /proc/self/status);
-* ``peak_rss_worker_mb``: the largest peak RSS among its worker processes (getrusage RUSAGE_CHILDREN);
-* ``peak_rss_tree_mb``: the largest sum of RSS over the parent and its workers, sampled every 50 ms (needs
-  psutil; null without it).
-
-Flat memory means the peak RSS columns barely change between sizes while the input grows 10x.
+* ``peak_rss_parent_mb``: VmHWM of the process running the reader and the writer (/proc/self/status);
+* ``metadata_rss_mb``: VmHWM of a separate fresh process that only parses the annotation file (what any
+  reader must hold: the parsed Karpathy JSON grows with N by design);
+* ``streaming_overhead_mb`` = peak_rss_parent_mb - metadata_rss_mb: the memory the streaming ingest adds on
+  top of the parsed metadata (in-flight chunks, record batches, pool bookkeeping): this is what must stay flat;
+* ``peak_rss_worker_mb``: the largest RSS of any worker process, and ``peak_rss_tree_mb``: the largest sum over
+  parent + workers, both sampled every 50 ms with psutil (null without psutil).
 
     .venv/bin/python benchmarks/ingest.py --sizes 2000 20000 --workers 2
 """
@@ -20,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -64,32 +64,43 @@ def _vm_hwm_mb() -> float | None:
     return None
 
 
-def _tree_sampler(stop: threading.Event, peak: list[float]) -> None:
+def _sampler(stop: threading.Event, peaks: dict[str, float]) -> None:
+    """Track the largest worker RSS and the largest parent + workers RSS sum until ``stop`` is set."""
     import psutil
 
     me = psutil.Process()
     while not stop.is_set():
-        total = 0
-        for process in [me, *me.children(recursive=True)]:
+        total = me.memory_info().rss
+        for process in me.children(recursive=True):
             try:
-                total += process.memory_info().rss
-            except psutil.Error:
-                pass
-        peak[0] = max(peak[0], total / 2**20)
+                rss = process.memory_info().rss
+            except psutil.Error:  # a worker that just exited
+                continue
+            total += rss
+            peaks["worker"] = max(peaks["worker"], rss / 2**20)
+        peaks["tree"] = max(peaks["tree"], total / 2**20)
         stop.wait(0.05)
+
+
+def child_metadata(raw: str) -> None:
+    """Only parse the annotations (as the ingest reader does) and print the peak RSS."""
+    from vlmo_pipeline.data.ingest import IngestConfig, open_raw_source
+
+    source = open_raw_source("coco", raw, IngestConfig())
+    print(json.dumps({"metadata_rss_mb": round(_vm_hwm_mb() or 0.0, 1), "records": source.total}))
 
 
 def child(raw: str, out: str, workers: int, shard_rows: int) -> None:
     """Run one ingest (in a fresh process) and print its measurements as JSON."""
     from vlmo_pipeline.data.ingest import IngestConfig, ingest_dataset
 
-    peak_tree = [0.0]
+    peaks = {"worker": 0.0, "tree": 0.0}
     stop = threading.Event()
     sampler = None
     try:
         import psutil  # noqa: F401
 
-        sampler = threading.Thread(target=_tree_sampler, args=(stop, peak_tree), daemon=True)
+        sampler = threading.Thread(target=_sampler, args=(stop, peaks), daemon=True)
         sampler.start()
     except ImportError:
         pass
@@ -108,8 +119,8 @@ def child(raw: str, out: str, workers: int, shard_rows: int) -> None:
         "seconds": round(seconds, 2),
         "images_per_s": round(rows / seconds, 1),
         "peak_rss_parent_mb": round(_vm_hwm_mb() or 0.0, 1),
-        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "peak_rss_tree_mb": round(peak_tree[0], 1) if sampler is not None else None,
+        "peak_rss_worker_mb": round(peaks["worker"], 1) if sampler is not None else None,
+        "peak_rss_tree_mb": round(peaks["tree"], 1) if sampler is not None else None,
     }))
 
 
@@ -121,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-rows", type=int, default=1000)
     parser.add_argument("--work-dir", type=Path, default=None, help="where raw trees and shards go (temp dir)")
     parser.add_argument("--child", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-metadata", metavar="RAW", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child[0], args.child[1], args.workers, args.shard_rows)
+        return 0
+    if args.child_metadata:
+        child_metadata(args.child_metadata)
         return 0
 
     results = []
@@ -135,14 +150,19 @@ def main(argv: list[str] | None = None) -> int:
             generated = time.perf_counter() - generated
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"),
                                                                               os.environ.get("PYTHONPATH")]))}
-            completed = subprocess.run(
-                [sys.executable, __file__, "--child", str(raw), str(out), "--workers", str(args.workers),
-                 "--shard-rows", str(args.shard_rows)],
-                env=env, capture_output=True, text=True, check=True,
-            )
-            measured = json.loads(completed.stdout.strip().splitlines()[-1])
+            def run_child(*child_args: str) -> dict:
+                completed = subprocess.run([sys.executable, __file__, *child_args], env=env, capture_output=True,
+                                           text=True, check=True)
+                return json.loads(completed.stdout.strip().splitlines()[-1])
+
+            metadata = run_child("--child-metadata", str(raw))
+            measured = run_child("--child", str(raw), str(out), "--workers", str(args.workers),
+                                 "--shard-rows", str(args.shard_rows))
+            overhead = measured["peak_rss_parent_mb"] - metadata["metadata_rss_mb"]
             results.append({"images": size, "image_mb": round(image_bytes / 2**20, 1),
-                            "generate_seconds": round(generated, 1), **measured})
+                            "generate_seconds": round(generated, 1), **measured,
+                            "metadata_rss_mb": metadata["metadata_rss_mb"],
+                            "streaming_overhead_mb": round(overhead, 1)})
     first, last = results[0], results[-1]
     report = {
         "benchmark": "ingest coco (Karpathy layout), validate every image, write Arrow shards",
@@ -153,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "input_growth": round(last["images"] / first["images"], 2),
         "parent_rss_growth": round(last["peak_rss_parent_mb"] / first["peak_rss_parent_mb"], 3),
+        "streaming_overhead_growth_mb": round(last["streaming_overhead_mb"] - first["streaming_overhead_mb"], 1),
     }
     print(json.dumps(report, indent=2))
     return 0

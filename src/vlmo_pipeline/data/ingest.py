@@ -52,7 +52,7 @@ from vlmo_pipeline.data.raw import (
     open_vg,
     open_vqav2,
 )
-from vlmo_pipeline.data.raw.records import RawItem, RawRecord, RawSource, Reject
+from vlmo_pipeline.data.raw.records import RawItem, RawSource, Reject
 
 DATASETS: tuple[str, ...] = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
 

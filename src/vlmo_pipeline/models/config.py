@@ -61,6 +61,7 @@ class VLMoConfig:
     vqa_num_labels: int = 3129
     # --- execution ---
     attention_impl: str = "sdpa"
+    # Free-form JSON-serialisable metadata (e.g. training stage); never read by the model.
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

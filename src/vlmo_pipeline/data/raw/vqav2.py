@@ -141,11 +141,11 @@ def open_vqav2(
     parsed: dict[str, tuple] = {}
     for split in splits:
         questions, rejects = load_questions(question_files[split])
-        annotations: list[dict] = []
+        split_annotations: list[dict] = []
         if split in ANNOTATED_SPLITS:
-            annotations, annotation_rejects = load_annotations(annotation_files[split])
+            split_annotations, annotation_rejects = load_annotations(annotation_files[split])
             rejects += annotation_rejects
-        parsed[split] = (questions, annotations, rejects)
+        parsed[split] = (questions, split_annotations, rejects)
 
     major_answers = [a["multiple_choice_answer"] for split in vocab_splits if split in parsed
                      for a in parsed[split][1]]
@@ -162,14 +162,14 @@ def open_vqav2(
 
 def _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images: Path,
                 max_caption_chars: int) -> Iterator[RawItem]:
-    for split, (questions, annotations, rejects) in parsed.items():
+    for split, (questions, split_annotations, rejects) in parsed.items():
         yield from rejects
         question_source = str(question_files[split])
         annotation_source = str(annotation_files[split]) if split in ANNOTATED_SPLITS else ""
 
         # Attach answers to questions; annotations for unknown questions are rejected.
         answered: dict[int, dict] = {}
-        for annotation in annotations:
+        for annotation in split_annotations:
             question_id = annotation["question_id"]
             question = questions.get(question_id)
             if question is None:

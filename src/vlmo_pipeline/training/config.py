@@ -1,0 +1,283 @@
+"""Configuration of one training run (a pretraining stage or a fine-tuning task) as dataclasses.
+
+A Kedro parameters section (``conf/base/parameters_<pipeline>.yml``) or a ``--params`` YAML file for
+``python -m vlmo_pipeline.train`` is turned into a :class:`RunConfig` by :func:`run_config_from_dict`; unknown keys
+are errors naming the offending key, so a typo never silently falls back to a default.
+
+Stages / tasks (``RunConfig.stage``):
+
+==================  ==========================================================================================
+``stage1``          image-only masked image modeling (BEiT-style blockwise masks, pixel-regression target)
+``stage2``          text-only masked language modeling (whole-word masking), attention + V-FFN frozen
+``stage3``          image-text pretraining: ITC (two branches) + ITM (global hard negatives) + 0.25 · MLM
+``retrieval``       dual-encoder fine-tuning with the ITC loss (COCO or F30K)
+``vqa``             VQAv2 fine-tuning (soft-score BCE over the answer vocabulary)
+``nlvr2``           NLVR2 fine-tuning (two fused passes, concatenated poolers)
+==================  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from vlmo_pipeline.training.freezing import STAGE1_TRAINABLE, STAGE2_TRAINABLE
+from vlmo_pipeline.training.optim import OptimConfig
+
+__all__ = [
+    "STAGES",
+    "PRETRAIN_STAGES",
+    "FINETUNE_TASKS",
+    "TrainerConfig",
+    "DataConfig",
+    "MIMConfig",
+    "MLMConfig",
+    "RetrievalConfig",
+    "RunConfig",
+    "run_config_from_dict",
+    "DEFAULT_STAGE1_TRAINABLE",
+]
+
+PRETRAIN_STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
+FINETUNE_TASKS: tuple[str, ...] = ("retrieval", "vqa", "nlvr2")
+STAGES: tuple[str, ...] = PRETRAIN_STAGES + FINETUNE_TASKS
+
+#: Stage-1 trainable substrings: :data:`STAGE1_TRAINABLE` plus the model's own MIM mask token, which the model
+#: library names ``transformer.mask_token`` (``STAGE1_TRAINABLE`` expects ``mim_mask_token``).
+DEFAULT_STAGE1_TRAINABLE: tuple[str, ...] = STAGE1_TRAINABLE + ("transformer.mask_token",)
+
+#: Which VLMo heads (``loss_names``) each stage trains with.
+STAGE_TASKS: dict[str, tuple[str, ...]] = {
+    "stage1": ("mim",),
+    "stage2": ("textmlm",),
+    "stage3": ("itc", "itm", "mlm"),
+    "retrieval": ("irtr",),
+    "vqa": ("vqa",),
+    "nlvr2": ("nlvr2",),
+}
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings.
+
+    ``precision="auto"`` means bf16-mixed on a GPU and 32-true on the CPU. ``max_steps`` counts optimiser steps;
+    ``max_epochs`` is used only when ``max_steps`` is ``-1``. ``devices > 1`` makes the Kedro node launch
+    ``python -m vlmo_pipeline.train`` under torchrun instead of training in-process.
+    """
+
+    max_steps: int = 100
+    max_epochs: int = -1
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    precision: str = "auto"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    log_every_n_steps: int = 10
+    val_check_interval: int | float | None = None
+    progress_bar: bool = True
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"trainer.max_steps must be > 0 (or -1 to use max_epochs); got {self.max_steps}")
+        if self.max_steps == -1 and self.max_epochs < 1:
+            raise ValueError("trainer.max_steps is -1, so trainer.max_epochs must be >= 1")
+        if self.devices < 1 or self.num_nodes < 1 or self.accumulate_grad_batches < 1:
+            raise ValueError("trainer.devices, trainer.num_nodes and trainer.accumulate_grad_batches must be >= 1")
+
+
+@dataclass
+class DataConfig:
+    """Which Arrow datasets and splits to read, and how to batch and transform them.
+
+    ``datasets`` maps a dataset name (a folder under ``root``, e.g. ``coco``) to its training splits;
+    ``eval_splits`` maps names to the splits evaluated after training (fine-tuning). ``dataset_dirs`` overrides
+    the folder of a dataset (the Kedro nodes fill it from their catalog inputs). ``max_text_len`` is the padded
+    token length (<= the model's ``max_text_len``).
+    """
+
+    root: str = "data/03_primary"
+    datasets: dict[str, list[str]] = field(default_factory=dict)
+    eval_splits: dict[str, list[str]] = field(default_factory=dict)
+    dataset_dirs: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    max_text_len: int = 40
+    randaug: bool = True
+    hflip: bool = True
+    max_train_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0; got {self.num_workers}")
+        for name, splits in {**self.datasets, **self.eval_splits}.items():
+            if isinstance(splits, str) or not splits:
+                raise ValueError(f"data: splits of {name!r} must be a non-empty list, got {splits!r}")
+        self.datasets = {name: list(splits) for name, splits in self.datasets.items()}
+        self.eval_splits = {name: list(splits) for name, splits in self.eval_splits.items()}
+
+    def dataset_dir(self, name: str) -> Path:
+        """Folder of dataset ``name``: ``dataset_dirs[name]`` if given, else ``root/name``."""
+        return Path(self.dataset_dirs.get(name, Path(self.root) / name))
+
+    def sources(self, names_to_splits: Mapping[str, list[str]]) -> list[tuple[Path, str]]:
+        """``(dataset_dir, split)`` source specs for :mod:`vlmo_pipeline.data.datasets`, in the given order."""
+        return [(self.dataset_dir(name), split) for name, splits in names_to_splits.items() for split in splits]
+
+
+@dataclass
+class MIMConfig:
+    """Stage-1 masked image modeling: BEiT blockwise masks and a pluggable target (only ``pixel`` built in)."""
+
+    mask_ratio: float = 0.4
+    min_num_patches: int = 4
+    max_aspect: float = 3.0
+    target: str = "pixel"
+    normalize_per_patch: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mim.mask_ratio must be in (0, 1); got {self.mask_ratio}")
+
+
+@dataclass
+class MLMConfig:
+    """Whole-word masking (spec §4.3) and the weight of the MLM loss in the total."""
+
+    mlm_probability: float = 0.15
+    whole_word_masking: bool = True
+    budget_over_padded_length: bool = True
+    weight: float = 1.0
+
+
+@dataclass
+class RetrievalConfig:
+    """Retrieval evaluation: recall K values; ``rerank_k > 0`` re-ranks the top-k with ITM (needs an ITM head)."""
+
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10])
+    rerank_k: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs.
+
+    Attributes:
+        stage: one of :data:`STAGES`.
+        name: run name used for folders and logs (e.g. ``stage1``, ``retrieval_coco``).
+        init: model to start from: a registry name (``vlmo_tiny``) or a ``save_pretrained`` directory.
+        model_overrides: :class:`~vlmo_pipeline.models.VLMoConfig` fields applied when building from a name.
+        init_from: optional BEiT checkpoint for stage 1 (``load_beit_checkpoint``).
+        vocab_file: WordPiece ``vocab.txt``; ``None`` = the ``vocab.txt`` inside ``init``.
+        output_dir: where the final ``save_pretrained`` directory goes; Lightning checkpoints go to
+            ``<output_dir>/lightning`` (``last.ckpt`` is resumed unless ``fresh_start``).
+        log_dir: CSV logs (``<log_dir>/metrics.csv``).
+        trainable: substrings of trainable parameter names (``None`` = everything trains); stage 1 and 2
+            default to the spec's freezing rules.
+        vlffn_init: stage 3 VL-FFN initialisation when the checkpoint has none: ``random`` (official code),
+            ``text`` or ``image`` (copy the L-FFN / V-FFN of the same block).
+    """
+
+    stage: str
+    name: str = ""
+    init: str = "vlmo_tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    vocab_file: str | None = None
+    output_dir: str = "data/06_models/run"
+    log_dir: str = "data/08_reporting/run"
+    seed: int = 0
+    fresh_start: bool = False
+    trainable: list[str] | None = None
+    vlffn_init: str = "random"
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    mim: MIMConfig = field(default_factory=MIMConfig)
+    mlm: MLMConfig = field(default_factory=MLMConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; expected one of {list(STAGES)}")
+        if not self.name:
+            self.name = self.stage
+        if self.trainable is None and self.stage == "stage1":
+            self.trainable = list(DEFAULT_STAGE1_TRAINABLE)
+        if self.trainable is None and self.stage == "stage2":
+            self.trainable = list(STAGE2_TRAINABLE)
+        if self.vlffn_init not in ("random", "text", "image"):
+            raise ValueError(f"vlffn_init must be 'random', 'text' or 'image'; got {self.vlffn_init!r}")
+        if self.stage != "stage1" and self.init_from:
+            raise ValueError("init_from (a BEiT checkpoint) applies to stage1 only; later stages use `init`")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The model heads (``loss_names``) this stage trains with."""
+        return STAGE_TASKS[self.stage]
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Lightning checkpoints (``last.ckpt``) of this run."""
+        return Path(self.output_dir) / "lightning"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["optim"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["optim"].items()}
+        return data
+
+
+def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, recursing into dataclass fields; unknown keys raise."""
+    if values is None:
+        return cls()
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    nested = {"data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig, "mim": MIMConfig,
+              "mlm": MLMConfig, "retrieval": RetrievalConfig}
+    for key, value in values.items():
+        if cls is RunConfig and key in nested:
+            kwargs[key] = _build(nested[key], value, f"{where}.{key}")
+        else:
+            kwargs[key] = _plain(value)
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"{where}: {error}") from error
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf / Kedro containers → plain dicts and lists (so dataclasses hold ordinary Python values)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def run_config_from_dict(values: Mapping[str, Any], where: str = "parameters", **overrides: Any) -> RunConfig:
+    """Build a :class:`RunConfig` from a parameters mapping (``overrides`` replace top-level keys)."""
+    merged = dict(_plain(values))
+    merged.update(overrides)
+    config = _build(RunConfig, merged, where)
+    optim = config.optim
+    if isinstance(optim.warmup, float) and optim.warmup.is_integer() and optim.warmup > 1:
+        config.optim = dataclasses.replace(optim, warmup=int(optim.warmup))
+    return config

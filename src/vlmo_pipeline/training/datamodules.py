@@ -1,0 +1,212 @@
+"""Lightning data modules: the Arrow-backed datasets of :mod:`vlmo_pipeline.data.datasets` per stage / task.
+
+One :class:`VLMoDataModule` serves every stage; what it reads is decided by the :class:`RunConfig`:
+
+* ``stage1``: images of the caption datasets (one item per image), collated with BEiT blockwise patch masks;
+* ``stage2``: text corpus sentences, collated with whole-word masking;
+* ``stage3``: image-caption pairs of every pretraining dataset, whole-word masked as well;
+* ``retrieval`` / ``vqa`` / ``nlvr2``: the task's training split; ``eval_dataloaders(split)`` gives the evaluation
+  loaders (retrieval: one image loader and one caption loader over the full split).
+
+Training loaders shuffle with a seeded generator and drop the last partial batch (ITC/ITM need equal per-rank
+batches); Lightning swaps in a ``DistributedSampler`` when several devices train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from vlmo_pipeline.data.collate import WholeWordMaskCollator, collate
+from vlmo_pipeline.data.datasets import (
+    ImageOnlyDataset,
+    ImageTextDataset,
+    NLVR2Dataset,
+    TextDataset,
+    VQADataset,
+)
+from vlmo_pipeline.models.tokenizer import VLMoTokenizer
+from vlmo_pipeline.models.transforms import build_eval_transform, build_train_transform
+from vlmo_pipeline.training.config import MIMConfig, RunConfig
+from vlmo_pipeline.training.objectives import batch_blockwise_masks
+
+__all__ = ["MIMCollator", "VLMoDataModule", "RetrievalEvalLoaders"]
+
+
+class MIMCollator:
+    """``collate`` plus ``patch_mask`` (B, W²) bool: BEiT blockwise masks drawn from a private seeded generator."""
+
+    def __init__(self, grid_size: int, config: MIMConfig, seed: int) -> None:
+        self.grid_size = grid_size
+        self.config = config
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_generator"] = None  # every DataLoader worker seeds its own
+        return state
+
+    def _rng(self) -> torch.Generator:
+        if self._generator is None:
+            worker = torch.utils.data.get_worker_info()
+            self._generator = torch.Generator().manual_seed(self.seed + (worker.id if worker else 0))
+        return self._generator
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate(items)
+        batch["patch_mask"] = batch_blockwise_masks(
+            len(items),
+            self.grid_size,
+            self.grid_size,
+            mask_ratio=self.config.mask_ratio,
+            generator=self._rng(),
+            min_num_patches=self.config.min_num_patches,
+            max_aspect=self.config.max_aspect,
+        )
+        return batch
+
+
+@dataclass
+class RetrievalEvalLoaders:
+    """The two loaders of a retrieval evaluation: every image once, every caption once."""
+
+    images: DataLoader
+    texts: DataLoader
+    captions_per_image: list[int]
+
+
+class VLMoDataModule(L.LightningDataModule):
+    """Training (and evaluation) data of one run.
+
+    Args:
+        config: the run configuration (``config.data`` says which datasets and splits).
+        tokenizer: the WordPiece tokenizer (not used by stage 1).
+        image_size: model input size in pixels.
+        patch_size: model patch size (stage-1 mask grid).
+        answer_vocab_size: VQA label count (from the model's head), checked against the dataset's vocabulary.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        tokenizer: VLMoTokenizer | None,
+        image_size: int,
+        patch_size: int,
+        answer_vocab_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.data = config.data
+        self.tokenizer = tokenizer
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.answer_vocab_size = answer_vocab_size
+        self.train_transform = build_train_transform(image_size, randaug=self.data.randaug, hflip=self.data.hflip)
+        self.eval_transform = build_eval_transform(image_size)
+        self.train_dataset: Dataset | None = None
+
+    # ------------------------------------------------------------------------------------------ datasets
+    def _text_kwargs(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "max_text_len": self.data.max_text_len}
+
+    def build_train_dataset(self) -> Dataset:
+        """The training dataset of the configured stage (optionally truncated to ``max_train_samples``)."""
+        stage = self.config.stage
+        if not self.data.datasets:
+            raise ValueError(f"{self.config.name}: data.datasets is empty: name the training datasets and splits")
+        sources = self.data.sources(self.data.datasets)
+        if stage == "stage1":
+            dataset: Dataset = ImageOnlyDataset(sources, transform=self.train_transform)
+        elif stage == "stage2":
+            dataset = TextDataset(sources, **self._text_kwargs())
+        elif stage in ("stage3", "retrieval"):
+            dataset = ImageTextDataset(sources, transform=self.train_transform, **self._text_kwargs())
+        elif stage == "vqa":
+            dataset = VQADataset(sources, transform=self.train_transform, drop_unanswerable=True,
+                                 **self._text_kwargs())
+            self._check_answer_vocab(dataset)
+        elif stage == "nlvr2":
+            dataset = NLVR2Dataset(sources, transform=self.train_transform, **self._text_kwargs())
+        else:  # pragma: no cover - RunConfig validates the stage
+            raise ValueError(f"unknown stage {stage!r}")
+        limit = self.data.max_train_samples
+        if limit is not None and limit < len(dataset):
+            dataset = Subset(dataset, range(limit))
+        return dataset
+
+    def _check_answer_vocab(self, dataset: VQADataset) -> None:
+        if self.answer_vocab_size is not None and dataset.num_labels != self.answer_vocab_size:
+            raise ValueError(
+                f"the VQA head has {self.answer_vocab_size} answers but {dataset.shard_paths[0].parent} has an "
+                f"answer vocabulary of {dataset.num_labels}"
+            )
+
+    def train_collate_fn(self) -> Callable[[Sequence[dict[str, Any]]], dict[str, Any]]:
+        stage = self.config.stage
+        if stage == "stage1":
+            return MIMCollator(self.image_size // self.patch_size, self.config.mim, self.config.seed)
+        if stage in ("stage2", "stage3"):
+            mlm = self.config.mlm
+            if not mlm.whole_word_masking:
+                raise ValueError("only whole-word masking is implemented (mlm.whole_word_masking must be true)")
+            return WholeWordMaskCollator(
+                self.tokenizer,
+                mlm_probability=mlm.mlm_probability,
+                budget_over_padded_length=mlm.budget_over_padded_length,
+                seed=self.config.seed,
+            )
+        return collate
+
+    # --------------------------------------------------------------------------------------- lightning
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is None:
+            self.train_dataset = self.build_train_dataset()
+            if len(self.train_dataset) < self.data.batch_size:
+                raise ValueError(
+                    f"{self.config.name}: the training set has {len(self.train_dataset)} samples, fewer than one "
+                    f"batch of {self.data.batch_size} (last partial batches are dropped)"
+                )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        generator = torch.Generator().manual_seed(self.config.seed)
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.data.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=generator,
+            num_workers=self.data.num_workers,
+            persistent_workers=self.data.num_workers > 0,
+            collate_fn=self.train_collate_fn(),
+        )
+
+    # -------------------------------------------------------------------------------------- evaluation
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.data.eval_batch_size, shuffle=False,
+                          num_workers=self.data.num_workers, collate_fn=collate)
+
+    def eval_sources(self, name: str, split: str) -> list:
+        return self.data.sources({name: [split]})
+
+    def retrieval_loaders(self, name: str, split: str) -> RetrievalEvalLoaders:
+        """Image and caption loaders over the whole ``split`` of dataset ``name`` (eval transform)."""
+        sources = self.eval_sources(name, split)
+        images = ImageTextDataset(sources, transform=self.eval_transform, image_only=True)
+        texts = ImageTextDataset(sources, text_only=True, **self._text_kwargs())
+        captions_per_image = texts.table.list_lengths("caption").tolist()
+        return RetrievalEvalLoaders(self._eval_loader(images), self._eval_loader(texts), captions_per_image)
+
+    def vqa_loader(self, name: str, split: str) -> DataLoader:
+        dataset = VQADataset(self.eval_sources(name, split), transform=self.eval_transform, **self._text_kwargs())
+        self._check_answer_vocab(dataset)
+        return self._eval_loader(dataset)
+
+    def nlvr2_loader(self, name: str, split: str) -> DataLoader:
+        dataset = NLVR2Dataset(self.eval_sources(name, split), transform=self.eval_transform, **self._text_kwargs())
+        return self._eval_loader(dataset)
