@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements.lock
 demo: setup
 	$(VENV)/bin/kedro run --pipeline=demo_data
 	$(VENV)/bin/kedro run --pipeline=ingest
-	$(PY) -m vlmo_pipeline.cli summary
+	$(PY) -m vlmo_pipeline.console summary
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
 test: setup

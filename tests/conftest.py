@@ -42,6 +42,7 @@ def kedro_project(tmp_path: Path) -> Path:
     project.mkdir()
     shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
     shutil.copy(REPO / ".telemetry", project / ".telemetry")
+    (project / "src").mkdir()  # Kedro insists on a source dir; the package comes from the installed checkout
     shutil.copytree(REPO / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf" / "local").mkdir()
     for layer in (REPO / "data").iterdir():

@@ -40,6 +40,7 @@ def check_manifest(out: Path, manifest: dict) -> None:
         assert (out / shard["file"]).stat().st_size == shard["bytes"]
     assert sorted(p.name for p in out.glob("*.arrow")) == sorted(s["file"] for s in manifest["shards"])
     assert len(read_rejects(out)) == manifest["rejects"] == sum(manifest["rejects_by_reason"].values())
+    assert verify_dataset(out) == []
 
 
 def test_dataset_names():
@@ -312,3 +313,37 @@ def test_text_round_trip(tmp_path):
         {"caption": [s], "source": "wiki.train.raw", "split": "train"}
         for s in ["First one .", "Second one .", "Third ."]]
     assert read_split(out, "val").column("caption").to_pylist() == [["Valid sentence ."]]
+
+
+def test_process_pool_keeps_order_and_bounds_records_in_flight(tmp_path):
+    """The reader is never more than max_inflight_chunks (+1 being filled) chunks ahead of the writer."""
+    from vlmo_pipeline.data.ingest import process_items
+    from vlmo_pipeline.data.raw.records import ImageSource, RawRecord, Reject
+
+    image = raw_trees.write(tmp_path / "a.jpg", raw_trees.image_bytes())
+    pulled = []
+
+    def records():
+        for index in range(40):
+            pulled.append(index)
+            if index % 7 == 3:
+                yield Reject(f"r{index}", "reader", "empty_caption")
+            else:
+                yield RawRecord(f"r{index}", "train", "reader", {"image_id": f"r{index}"},
+                                {"image": ImageSource(str(image if index % 5 else tmp_path / "gone.jpg"))})
+
+    config = IngestConfig(workers=2, chunk_size=3, max_inflight_chunks=2)
+    ahead = []
+    results = []
+    for result in process_items(records(), config):
+        results.append(result)
+        ahead.append(len(pulled) - len(results))
+    assert max(ahead) <= 3 * (2 + 1)
+    assert len(results) == 40
+    for index, result in enumerate(results):
+        if index % 7 == 3:
+            assert result == Reject(f"r{index}", "reader", "empty_caption")
+        elif index % 5 == 0:
+            assert (result.record, result.reason) == (f"r{index}", "missing_file")
+        else:
+            assert result == ("train", {"image_id": f"r{index}", "image": image.read_bytes()})

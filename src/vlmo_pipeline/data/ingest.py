@@ -235,18 +235,22 @@ def ingest_dataset(
                            batch_rows=config.batch_rows)
     rejects = RejectLog(out_dir)
     rows_per_split: Counter[str] = Counter()
-    progress = tqdm(total=source.total, desc=f"ingest {name}", unit="rec", disable=not show_progress,
+    # The bar counts written rows against the number of annotated records (rejects shown as a postfix).
+    progress = tqdm(total=source.total, desc=f"ingest {name}", unit="row", disable=not show_progress,
                     dynamic_ncols=True)
     try:
         total = source.total if source.has_images else 0  # no images: nothing for workers to do
         for result in process_items(source.items, config, total):
             if isinstance(result, Reject):
                 rejects.add(result)
+                if rejects.count % 100 == 1:
+                    progress.set_postfix(rejects=rejects.count, refresh=False)
                 continue
             split, row = result
             writers.write(split, row)
             rows_per_split[split] += 1
             progress.update(1)
+        progress.set_postfix(rejects=rejects.count)
         shards = writers.close()
         rejects.close()
     except BaseException:

@@ -150,12 +150,12 @@ class MIMConfig:
 
 @dataclass
 class MLMConfig:
-    """Whole-word masking (spec §4.3) and the weight of the MLM loss in the total."""
+    """Whole-word masking (spec §4.3) and, for stage 3, the weight of the VL-MLM loss (``None`` = 0.25, official)."""
 
     mlm_probability: float = 0.15
     whole_word_masking: bool = True
     budget_over_padded_length: bool = True
-    weight: float = 1.0
+    weight: float | None = None
 
 
 @dataclass

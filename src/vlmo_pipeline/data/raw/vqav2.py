@@ -79,7 +79,7 @@ def load_annotations(path: Path) -> tuple[list[dict], list[Reject]]:
     document = load_json(path, ANNOTATIONS_EXPECTED)
     if not isinstance(document, dict) or not isinstance(document.get("annotations"), list):
         raise RawLayoutError(path, f"expected a VQA annotations file {ANNOTATIONS_EXPECTED}")
-    annotations = []
+    records = []
     rejects = []
     for index, entry in enumerate(document["annotations"]):
         problem = _annotation_problem(entry)
@@ -88,8 +88,8 @@ def load_annotations(path: Path) -> tuple[list[dict], list[Reject]]:
                 entry.get("question_id"), int) else f"annotations[{index}]"
             rejects.append(Reject(record, str(path), MALFORMED_RECORD, problem))
             continue
-        annotations.append(entry)
-    return annotations, rejects
+        records.append(entry)
+    return records, rejects
 
 
 def _annotation_problem(entry: Any) -> str:

@@ -1,5 +1,7 @@
 """The `vlmo` console command.
 
+(Not named ``cli.py``: Kedro imports ``<package>.cli`` as a module of extra *Kedro* CLI commands.)
+
 Sub-commands come from the modules that own them: `demo-data` from the demo-world generator, the model commands
 (`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.cli_model`; `summary` prints what the pipelines produced.
 """
