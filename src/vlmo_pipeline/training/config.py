@@ -78,7 +78,7 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     log_every_n_steps: int = 10
-    val_check_interval: int | float | None = None
+    checkpoint_every_n_steps: int = 100
     progress_bar: bool = True
     deterministic: bool = False
 
@@ -87,8 +87,8 @@ class TrainerConfig:
             raise ValueError(f"trainer.max_steps must be > 0 (or -1 to use max_epochs); got {self.max_steps}")
         if self.max_steps == -1 and self.max_epochs < 1:
             raise ValueError("trainer.max_steps is -1, so trainer.max_epochs must be >= 1")
-        if self.devices < 1 or self.num_nodes < 1 or self.accumulate_grad_batches < 1:
-            raise ValueError("trainer.devices, trainer.num_nodes and trainer.accumulate_grad_batches must be >= 1")
+        if self.devices < 1 or self.num_nodes < 1 or self.accumulate_grad_batches < 1 or self.checkpoint_every_n_steps < 1:
+            raise ValueError("trainer.devices, num_nodes, accumulate_grad_batches and checkpoint_every_n_steps must be >= 1")
 
 
 @dataclass

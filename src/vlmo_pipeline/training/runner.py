@@ -1,0 +1,349 @@
+"""Run one training stage / fine-tuning task end to end: model, data, Lightning Trainer, resume, export.
+
+``train(config)`` is the single code path behind the Kedro nodes (one device, in-process) and
+``python -m vlmo_pipeline.train`` (any number of devices, e.g. under ``torchrun``):
+
+1. seed everything; load the tokenizer (``config.vocab_file`` or the ``vocab.txt`` of the ``init`` directory);
+2. build the model: from a registry name (stage 1; optionally initialised from a BEiT checkpoint) or from the
+   previous stage's ``save_pretrained`` directory, then switch its heads to this stage's tasks (``set_tasks``);
+3. freeze everything outside ``config.trainable`` (stage 1/2 rules by default);
+4. fit with a CSV logger in ``config.log_dir`` and a ``ModelCheckpoint`` writing ``last.ckpt`` to
+   ``<output_dir>/lightning``. An existing ``last.ckpt`` is resumed when it belongs to the same run (same stage,
+   seed, starting weights and vocabulary; recorded in ``run_fingerprint.json``), unless ``fresh_start``.
+
+``save_outcome(outcome, directory)`` writes the result as a ``save_pretrained`` directory (plus
+``training_summary.json``, the VQA ``answer_vocab.json``, and hard links to the Lightning checkpoints so a later
+re-run still finds ``last.ckpt`` after the directory is swapped into place).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from vlmo_pipeline.data.datasets import ANSWER_VOCAB_FILE, load_answer_vocab
+from vlmo_pipeline.models import VLMo, create_model, list_configs, load_beit_checkpoint
+from vlmo_pipeline.models.tokenizer import VLMoTokenizer
+from vlmo_pipeline.models.vlmo import VOCAB_NAME
+from vlmo_pipeline.training.config import RunConfig
+from vlmo_pipeline.training.datamodules import VLMoDataModule
+from vlmo_pipeline.training.freezing import apply_trainable_substrings, freeze_report, unmatched_substrings
+from vlmo_pipeline.training.modules import VLMoTaskModule, build_module
+
+__all__ = [
+    "TrainOutcome",
+    "resolve_vocab_file",
+    "prepare_model",
+    "build_trainer",
+    "train",
+    "save_outcome",
+    "loss_history",
+    "SUMMARY_FILE",
+    "FINGERPRINT_FILE",
+]
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "training_summary.json"
+FINGERPRINT_FILE = "run_fingerprint.json"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+@dataclass
+class TrainOutcome:
+    """What a finished run hands to :func:`save_outcome`."""
+
+    config: RunConfig
+    model: VLMo
+    vocab_file: Path
+    summary: dict[str, Any]
+    extra_files: dict[str, Path] = field(default_factory=dict)
+    is_global_zero: bool = True
+
+
+# ------------------------------------------------------------------------------------------------ model
+def resolve_vocab_file(config: RunConfig) -> Path:
+    """``config.vocab_file``, else the ``vocab.txt`` saved with the ``init`` model directory."""
+    if config.vocab_file:
+        path = Path(config.vocab_file)
+        if path.is_dir():
+            path = path / VOCAB_NAME
+    else:
+        path = Path(config.init) / VOCAB_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{config.name}: WordPiece vocabulary {path} not found (set vocab_file, or start from a model directory "
+            "that contains vocab.txt)"
+        )
+    return path
+
+
+def _vqa_answer_vocab(config: RunConfig) -> tuple[list[str], Path]:
+    names = list(config.data.datasets)
+    if not names:
+        raise ValueError(f"{config.name}: data.datasets must name the VQA dataset (e.g. vqav2: [train])")
+    directory = config.data.dataset_dir(names[0])
+    return load_answer_vocab(directory), directory / ANSWER_VOCAB_FILE
+
+
+def prepare_model(config: RunConfig, vocab_size: int) -> VLMo:
+    """Build the starting model of ``config`` with this stage's heads (see module docstring)."""
+    overrides = dict(config.model_overrides)
+    if config.init in list_configs():
+        model = create_model(config.init, vocab_size=vocab_size, loss_names=config.tasks, **overrides)
+        if config.init_from:
+            load_beit_checkpoint(model, config.init_from)
+            logger.info("%s: image side initialised from BEiT checkpoint %s (%s)", config.name, config.init_from,
+                        model.load_report.describe())
+    elif Path(config.init).is_dir():
+        model = VLMo.from_pretrained(config.init, **overrides)
+        if model.config.vocab_size != vocab_size:
+            raise ValueError(
+                f"{config.name}: model {config.init} has vocab_size {model.config.vocab_size} but the tokenizer has "
+                f"{vocab_size} tokens"
+            )
+    else:
+        raise FileNotFoundError(
+            f"{config.name}: init {config.init!r} is neither a registered config ({', '.join(list_configs())}) nor "
+            "a model directory (did the previous stage run?)"
+        )
+    had_vlffn = any(block.mlp_vl is not None for block in model.transformer.blocks)
+    vqa_labels = len(_vqa_answer_vocab(config)[0]) if config.stage == "vqa" else None
+    model.set_tasks(config.tasks, vqa_num_labels=vqa_labels)
+    if config.stage == "stage3" and not had_vlffn and config.vlffn_init != "random":
+        _copy_ffn_into_vlffn(model, "mlp_text" if config.vlffn_init == "text" else "mlp_imag")
+    return model.train()
+
+
+@torch.no_grad()
+def _copy_ffn_into_vlffn(model: VLMo, source: str) -> None:
+    """Initialise every VL-FFN (and its norm) from the same block's L-FFN or V-FFN (option, not official)."""
+    norm_source = source.replace("mlp", "norm2")
+    for block in model.transformer.blocks:
+        if block.mlp_vl is not None:
+            block.mlp_vl.load_state_dict(getattr(block, source).state_dict())
+            block.norm2_vl.load_state_dict(getattr(block, norm_source).state_dict())
+
+
+def _apply_freezing(module: VLMoTaskModule, config: RunConfig) -> dict[str, int]:
+    if config.trainable is None:
+        return freeze_report(module)
+    missing = unmatched_substrings(module, config.trainable)
+    if missing:
+        logger.info("%s: trainable substrings %s match no parameter of this model", config.name, missing)
+    trainable = apply_trainable_substrings(module, config.trainable)
+    if not trainable:
+        raise ValueError(f"{config.name}: trainable={config.trainable} leaves no parameter to train")
+    return freeze_report(module)
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+def _precision(config: RunConfig) -> str:
+    if config.trainer.precision != "auto":
+        return config.trainer.precision
+    on_gpu = torch.cuda.is_available() and config.trainer.accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def build_trainer(config: RunConfig) -> L.Trainer:
+    """Lightning Trainer with CSV logging in ``log_dir`` and ``last.ckpt`` in ``<output_dir>/lightning``."""
+    settings = config.trainer
+    checkpoint = ModelCheckpoint(
+        dirpath=config.checkpoint_dir,
+        filename="step{step}",
+        auto_insert_metric_name=False,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=settings.checkpoint_every_n_steps,
+    )
+    strategy: Any = "auto"
+    if settings.devices * settings.num_nodes > 1:
+        # Fine-tuning leaves parts of the model unused (VL-FFN in retrieval, pooler in stage 2, ...).
+        strategy = "ddp_find_unused_parameters_true"
+    return L.Trainer(
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=strategy,
+        precision=_precision(config),
+        max_steps=settings.max_steps,
+        max_epochs=settings.max_epochs if settings.max_steps == -1 else -1,
+        accumulate_grad_batches=settings.accumulate_grad_batches,
+        gradient_clip_val=settings.gradient_clip_val,
+        log_every_n_steps=settings.log_every_n_steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=settings.progress_bar,
+        enable_model_summary=True,
+        deterministic=settings.deterministic,
+        logger=CSVLogger(save_dir=config.log_dir, name="", version=""),
+        callbacks=[checkpoint],
+        default_root_dir=config.output_dir,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- resume
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_fingerprint(config: RunConfig, vocab_file: Path) -> dict[str, Any]:
+    """What must not change for ``last.ckpt`` to be resumable: stage, seed, starting weights, vocab, freezing."""
+    init_weights = Path(config.init) / "model.safetensors"
+    return {
+        "stage": config.stage,
+        "seed": config.seed,
+        "init": config.init if config.init in list_configs() else _file_digest(init_weights),
+        "init_from": config.init_from,
+        "model_overrides": config.model_overrides,
+        "vocab": _file_digest(vocab_file),
+        "trainable": config.trainable,
+        "batch_size": config.data.batch_size,
+    }
+
+
+def _resume_checkpoint(config: RunConfig, fingerprint: dict[str, Any], is_global_zero: bool) -> Path | None:
+    """``last.ckpt`` to resume from, or ``None`` (and a cleaned checkpoint folder) for a fresh start."""
+    checkpoint_dir = config.checkpoint_dir
+    last = checkpoint_dir / LAST_CHECKPOINT
+    recorded_path = checkpoint_dir / FINGERPRINT_FILE
+    recorded = json.loads(recorded_path.read_text()) if recorded_path.is_file() else None
+    if last.is_file() and not config.fresh_start and recorded == fingerprint:
+        logger.info("%s: resuming from %s", config.name, last)
+        return last
+    if last.is_file() and not config.fresh_start:
+        logger.warning("%s: %s belongs to a different run (starting weights, vocab or settings changed); "
+                       "starting fresh", config.name, last)
+    if is_global_zero:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        shutil.rmtree(config.log_dir, ignore_errors=True)  # the CSV logger appends; a fresh run starts a new log
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(recorded_path, fingerprint)
+    return None
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(temporary, path)
+
+
+# ---------------------------------------------------------------------------------------------- history
+def loss_history(log_dir: str | os.PathLike, key: str = "train/loss_step") -> list[tuple[int, float]]:
+    """``(step, value)`` pairs of one logged metric from ``<log_dir>/metrics.csv`` (empty when absent)."""
+    path = Path(log_dir) / "metrics.csv"
+    if not path.is_file():
+        return []
+    history = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            value = row.get(key)
+            if value not in (None, ""):
+                history.append((int(row["step"]), float(value)))
+    return history
+
+
+def _loss_trend(history: list[tuple[int, float]]) -> dict[str, float | None]:
+    """Mean loss over the first and the last fifth of the logged steps."""
+    if not history:
+        return {"first_loss": None, "last_loss": None}
+    window = max(1, math.ceil(len(history) / 5))
+    first = [value for _, value in history[:window]]
+    last = [value for _, value in history[-window:]]
+    return {"first_loss": sum(first) / len(first), "last_loss": sum(last) / len(last)}
+
+
+# ------------------------------------------------------------------------------------------------ train
+def train(config: RunConfig) -> TrainOutcome:
+    """Train one stage/task as configured and return the trained model and a summary (see module docstring)."""
+    started = time.time()
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    vocab_file = resolve_vocab_file(config)
+    tokenizer = VLMoTokenizer(vocab_file, lowercase=True, max_len=config.data.max_text_len)
+    model = prepare_model(config, tokenizer.vocab_size)
+    if config.data.max_text_len > model.config.max_text_len:
+        raise ValueError(f"{config.name}: data.max_text_len={config.data.max_text_len} exceeds the model's "
+                         f"max_text_len={model.config.max_text_len}")
+    module = build_module(model, config)
+    parameter_counts = _apply_freezing(module, config)
+    datamodule = VLMoDataModule(
+        config,
+        tokenizer,
+        image_size=model.config.image_size,
+        patch_size=model.config.patch_size,
+        answer_vocab_size=model.config.vqa_num_labels if config.stage == "vqa" else None,
+    )
+    trainer = build_trainer(config)
+    fingerprint = run_fingerprint(config, vocab_file)
+    resume_from = _resume_checkpoint(config, fingerprint, trainer.is_global_zero)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+
+    history = loss_history(config.log_dir)
+    summary = {
+        "stage": config.stage,
+        "name": config.name,
+        "global_step": int(trainer.global_step),
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_samples": len(datamodule.train_dataset),
+        "seconds": round(time.time() - started, 1),
+        "log_csv": str(Path(config.log_dir) / "metrics.csv"),
+        "precision": str(trainer.precision),
+        "devices": trainer.world_size,
+        "parameters": parameter_counts,
+        "model_config": model.config.to_dict(),
+        **_loss_trend(history),
+    }
+    extra_files = {}
+    if config.stage == "vqa":
+        extra_files[ANSWER_VOCAB_FILE] = _vqa_answer_vocab(config)[1]
+    if config.stage == "stage1":
+        model.set_tasks(())  # the MIM mask token and head belong to stage 1 only
+    logger.info("%s: %d steps in %.0f s, loss %s -> %s", config.name, summary["global_step"], summary["seconds"],
+                summary["first_loss"], summary["last_loss"])
+    return TrainOutcome(config, model.eval(), vocab_file, summary, extra_files, trainer.is_global_zero)
+
+
+def save_outcome(outcome: TrainOutcome, directory: str | os.PathLike) -> Path:
+    """Write the trained model as a ``save_pretrained`` directory with everything the next stage needs.
+
+    Used as the writer of a ``DirectoryDataset`` (``directory`` is its staging folder). The Lightning checkpoint
+    folder ``<output_dir>/lightning`` is hard-linked (copied where links are impossible) into ``directory`` so that
+    ``last.ckpt`` survives the swap of the new directory into place.
+    """
+    directory = Path(directory)
+    outcome.model.save_pretrained(directory, vocab_file=outcome.vocab_file)
+    for name, source in outcome.extra_files.items():
+        shutil.copyfile(source, directory / name)
+    _write_json_atomic(directory / SUMMARY_FILE, {**outcome.summary, "run_config": outcome.config.to_dict()})
+    checkpoints = outcome.config.checkpoint_dir
+    if checkpoints.is_dir() and checkpoints.resolve() != (directory / "lightning").resolve():
+        shutil.copytree(checkpoints, directory / "lightning", copy_function=_link_or_copy, dirs_exist_ok=True)
+    return directory
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
