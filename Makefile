@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-fast viz bench clean-data
+.PHONY: setup demo test test-fast viz viz-snapshot bench clean-data
 
 setup: $(STAMP)
 
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -r requirements.lock 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m pip install -q --no-deps -e . 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -c "import vlmo_pipeline, torch, kedro, lightning, pyarrow, tokenizers"
+	@command -v chromium >/dev/null || ./scripts/install_chromium.sh || echo "warning: no Chromium; the Kedro-Viz browser test will be skipped"
 	@touch $(STAMP)
 
 demo: setup
@@ -38,6 +39,10 @@ test-fast: test
 
 viz: setup
 	$(VENV)/bin/kedro viz run --no-browser --host 127.0.0.1 --port 4141
+
+# Screenshot of the pipeline graph in headless Chromium -> data/08_reporting/kedro_viz.png
+viz-snapshot: setup
+	$(PY) -m vlmo_pipeline.viz_snapshot --out data/08_reporting/kedro_viz.png
 
 bench: setup
 	$(PY) benchmarks/ingest.py

@@ -188,7 +188,7 @@ def build_trainer(config: RunConfig) -> L.Trainer:
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_progress_bar=settings.progress_bar,
-        enable_model_summary=True,
+        enable_model_summary=False,
         deterministic=settings.deterministic,
         logger=CSVLogger(save_dir=config.log_dir, name="", version=""),
         callbacks=[checkpoint],
@@ -247,6 +247,39 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     os.replace(temporary, path)
 
 
+def _set_aside_log(config: RunConfig) -> Path | None:
+    """Move ``metrics.csv`` aside before a resumed fit (Lightning's CSV logger deletes it when it starts)."""
+    log = Path(config.log_dir) / "metrics.csv"
+    if not log.is_file():
+        return None
+    aside = log.with_name("metrics.before-resume.csv")
+    os.replace(log, aside)
+    return aside
+
+
+def _merge_logs(earlier: Path, current: Path) -> None:
+    """``metrics.csv`` = rows of the earlier log (steps before the resumed ones) + the new rows, union header."""
+    rows: list[dict[str, str]] = []
+    header: list[str] = []
+    new_rows: list[dict[str, str]] = []
+    for path, target in ((earlier, rows), (current, new_rows)):
+        if path.is_file():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                header += [name for name in reader.fieldnames or [] if name not in header]
+                target.extend(reader)
+    first_new_step = min((int(row["step"]) for row in new_rows), default=None)
+    if first_new_step is not None:
+        rows = [row for row in rows if int(row["step"]) < first_new_step]
+    temporary = current.with_name(f".{current.name}.tmp-{os.getpid()}")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows + new_rows)
+    os.replace(temporary, current)
+    earlier.unlink()
+
+
 # ---------------------------------------------------------------------------------------------- history
 def loss_history(log_dir: str | os.PathLike, key: str = "train/loss_step") -> list[tuple[int, float]]:
     """``(step, value)`` pairs of one logged metric from ``<log_dir>/metrics.csv`` (empty when absent)."""
@@ -287,6 +320,7 @@ def train(config: RunConfig) -> TrainOutcome:
                          f"max_text_len={model.config.max_text_len}")
     module = build_module(model, config)
     parameter_counts = _apply_freezing(module, config)
+    logger.info("%s: %s", config.name, parameter_counts)
     datamodule = VLMoDataModule(
         config,
         tokenizer,
@@ -297,7 +331,10 @@ def train(config: RunConfig) -> TrainOutcome:
     trainer = build_trainer(config)
     fingerprint = run_fingerprint(config, vocab_file)
     resume_from = _resume_checkpoint(config, fingerprint, trainer.is_global_zero)
+    earlier_log = _set_aside_log(config) if resume_from and trainer.is_global_zero else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    if earlier_log is not None:
+        _merge_logs(earlier_log, Path(config.log_dir) / "metrics.csv")
 
     history = loss_history(config.log_dir)
     summary = {
@@ -343,6 +380,8 @@ def save_outcome(outcome: TrainOutcome, directory: str | os.PathLike) -> Path:
 
 
 def _link_or_copy(source: str, destination: str) -> None:
+    if os.path.lexists(destination):
+        os.unlink(destination)  # re-export into an existing folder: replace, never write through an old link
     try:
         os.link(source, destination)
     except OSError:
