@@ -1,6 +1,6 @@
 """The `vlmo` console command.
 
-(Not named ``cli.py``: Kedro imports ``<package>.cli`` as a module of extra *Kedro* CLI commands.)
+(Not in ``cli.py``: Kedro imports ``<package>.cli`` for its own project commands; see that module.)
 
 Sub-commands come from the modules that own them: `demo-data` from the demo-world generator, the model commands
 (`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.cli_model`; `summary` prints what the pipelines produced.

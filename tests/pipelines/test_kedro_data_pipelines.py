@@ -86,4 +86,5 @@ def test_kedro_cli_accepts_the_documented_spelling(kedro_project: Path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "deprecated" not in result.stderr, "the project's `run` should accept --pipeline without a warning"
     assert (kedro_project / "data" / "01_raw" / "coco" / ".demo_world.json").exists()
