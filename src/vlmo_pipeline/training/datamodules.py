@@ -203,7 +203,9 @@ class VLMoDataModule(L.LightningDataModule):
         return RetrievalEvalLoaders(self._eval_loader(images), self._eval_loader(texts), captions_per_image)
 
     def vqa_loader(self, name: str, split: str) -> DataLoader:
-        dataset = VQADataset(self.eval_sources(name, split), transform=self.eval_transform, **self._text_kwargs())
+        # Questions without an in-vocabulary answer are dropped from train and val (spec §5.3); test has no answers.
+        dataset = VQADataset(self.eval_sources(name, split), transform=self.eval_transform,
+                             drop_unanswerable=split != "test", **self._text_kwargs())
         self._check_answer_vocab(dataset)
         return self._eval_loader(dataset)
 

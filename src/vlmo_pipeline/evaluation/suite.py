@@ -1,0 +1,164 @@
+"""The whole evaluation of the `evaluate` pipeline: every fine-tuned model on its test split, with baselines.
+
+:func:`evaluate_all` loads the four fine-tuned model directories (``save_pretrained`` + ``vocab.txt``), builds the
+evaluation loaders over the Arrow datasets, scores retrieval (COCO, F30K), VQA and NLVR2 (dev and test1), computes
+the chance / majority baselines on the same sets, and returns the ``metrics.json`` dictionary
+(:func:`vlmo_pipeline.evaluation.report.assemble_metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch.utils.data import DataLoader
+
+from vlmo_pipeline.data.collate import collate
+from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset
+from vlmo_pipeline.evaluation.evaluate import (
+    default_device,
+    evaluate_nlvr2,
+    evaluate_retrieval,
+    evaluate_vqa,
+    nlvr2_majority_baseline,
+    retrieval_chance,
+    vqa_majority_baseline,
+)
+from vlmo_pipeline.evaluation.report import assemble_metrics
+from vlmo_pipeline.models import VLMo
+from vlmo_pipeline.models.tokenizer import VLMoTokenizer
+from vlmo_pipeline.models.transforms import build_eval_transform
+from vlmo_pipeline.models.vlmo import VOCAB_NAME
+
+__all__ = ["EvaluationConfig", "evaluate_all", "RETRIEVAL_DATASETS", "MODEL_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+RETRIEVAL_DATASETS = ("coco", "f30k")
+MODEL_NAMES = ("retrieval_coco", "retrieval_f30k", "vqa", "nlvr2")
+
+
+@dataclass
+class EvaluationConfig:
+    """Splits and loader settings of the evaluation (defaults = the spec's test splits)."""
+
+    retrieval_split: str = "test"
+    retrieval_ks: list[int] = field(default_factory=lambda: [1, 5, 10])
+    rerank_k: int = 0
+    vqa_split: str = "val"
+    vqa_train_splits: list[str] = field(default_factory=lambda: ["train"])
+    nlvr2_dev_split: str = "dev"
+    nlvr2_test_split: str = "test1"
+    nlvr2_train_split: str = "train"
+    batch_size: int = 64
+    num_workers: int = 0
+    max_text_len: int = 40
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "EvaluationConfig":
+        values = dict(values or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"parameters evaluate: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**{key: list(value) if isinstance(value, (list, tuple)) else value
+                      for key, value in values.items()})
+
+
+def _load(model_dir: Path, max_text_len: int) -> tuple[VLMo, VLMoTokenizer]:
+    model = VLMo.from_pretrained(model_dir)
+    vocab = model_dir / VOCAB_NAME
+    if not vocab.is_file():
+        raise FileNotFoundError(f"{model_dir} has no {VOCAB_NAME}: cannot tokenize evaluation text")
+    length = min(max_text_len, model.config.max_text_len)
+    return model, VLMoTokenizer(vocab, lowercase=True, max_len=length)
+
+
+def _loader(dataset, config: EvaluationConfig) -> DataLoader:
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers,
+                      collate_fn=collate)
+
+
+def evaluate_all(
+    config: EvaluationConfig,
+    model_dirs: Mapping[str, Path],
+    dataset_dirs: Mapping[str, Path],
+    stage_summaries: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Score every fine-tuned model; returns the ``metrics.json`` dictionary.
+
+    Args:
+        model_dirs: ``retrieval_coco``, ``retrieval_f30k``, ``vqa``, ``nlvr2`` → fine-tuned model directories.
+        dataset_dirs: ``coco``, ``f30k``, ``vqav2``, ``nlvr2`` → Arrow dataset directories.
+        stage_summaries: training summaries per stage/task (go to ``metrics["model"]["stages"]``).
+    """
+    device = default_device() if config.device == "auto" else torch.device(config.device)
+    missing = [name for name in MODEL_NAMES if name not in model_dirs]
+    if missing:
+        raise ValueError(f"evaluate: model directories missing for {missing}")
+    retrieval, chance_retrieval, data_counts = {}, {}, {}
+    for name in RETRIEVAL_DATASETS:
+        model, tokenizer = _load(Path(model_dirs[f"retrieval_{name}"]), config.max_text_len)
+        source = (Path(dataset_dirs[name]), config.retrieval_split)
+        transform = build_eval_transform(model.config.image_size)
+        images = ImageTextDataset(source, transform=transform, image_only=True)
+        texts = ImageTextDataset(source, tokenizer=tokenizer, max_text_len=tokenizer.max_len, text_only=True)
+        retrieval[name] = evaluate_retrieval(model, _loader(images, config), _loader(texts, config),
+                                             ks=config.retrieval_ks, rerank_k=config.rerank_k, device=device)
+        captions_per_image = texts.table.list_lengths("caption").tolist()
+        chance_retrieval[name] = retrieval_chance(captions_per_image, config.retrieval_ks)
+        data_counts[f"{name}_{config.retrieval_split}"] = {"images": len(images), "captions": len(texts)}
+        logger.info("retrieval %s: %s", name, retrieval[name])
+
+    model, tokenizer = _load(Path(model_dirs["vqa"]), config.max_text_len)
+    vqa_dir = Path(dataset_dirs["vqav2"])
+    transform = build_eval_transform(model.config.image_size)
+    vqa_eval = VQADataset((vqa_dir, config.vqa_split), transform=transform, tokenizer=tokenizer,
+                          max_text_len=tokenizer.max_len, drop_unanswerable=config.vqa_split != "test")
+    if vqa_eval.num_labels != model.config.vqa_num_labels:
+        raise ValueError(f"the VQA model has {model.config.vqa_num_labels} answers, {vqa_dir} has {vqa_eval.num_labels}")
+    vqa_train = VQADataset([(vqa_dir, split) for split in config.vqa_train_splits], transform=transform,
+                           tokenizer=tokenizer, max_text_len=tokenizer.max_len, drop_unanswerable=True)
+    vqa = evaluate_vqa(model, _loader(vqa_eval, config), device=device)
+    vqa_chance = vqa_majority_baseline(vqa_train, vqa_eval)
+    data_counts[f"vqav2_{config.vqa_split}"] = {"questions": len(vqa_eval), "answers": vqa_eval.num_labels}
+    logger.info("vqa: score %.2f (majority answer %.2f)", vqa["score"], vqa_chance)
+
+    model, tokenizer = _load(Path(model_dirs["nlvr2"]), config.max_text_len)
+    nlvr2_dir = Path(dataset_dirs["nlvr2"])
+    transform = build_eval_transform(model.config.image_size)
+
+    def nlvr2_dataset(split: str) -> NLVR2Dataset:
+        return NLVR2Dataset((nlvr2_dir, split), transform=transform, tokenizer=tokenizer,
+                            max_text_len=tokenizer.max_len)
+
+    nlvr2_train = nlvr2_dataset(config.nlvr2_train_split)
+    nlvr2_scores, nlvr2_chance = {}, {}
+    for key, split in (("dev_acc", config.nlvr2_dev_split), ("test_acc", config.nlvr2_test_split)):
+        dataset = nlvr2_dataset(split)
+        nlvr2_scores[key] = evaluate_nlvr2(model, _loader(dataset, config), device=device)["accuracy"]
+        nlvr2_chance[key] = nlvr2_majority_baseline(nlvr2_train, dataset)
+        data_counts[f"nlvr2_{split}"] = {"statements": len(dataset)}
+    logger.info("nlvr2: %s (majority class %s)", nlvr2_scores, nlvr2_chance)
+
+    stages = dict(stage_summaries or {})
+    model_info = {
+        "config": model.config.name,
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "embed_dim": model.config.embed_dim,
+        "depth": model.config.depth,
+        "image_size": model.config.image_size,
+        "device": str(device),
+        "stages": {name: {key: summary.get(key) for key in ("global_step", "first_loss", "last_loss", "seconds",
+                                                              "train_samples")}
+                   for name, summary in stages.items()},
+    }
+    return assemble_metrics(
+        retrieval, vqa["score"], nlvr2_scores["dev_acc"], nlvr2_scores["test_acc"],
+        chance_retrieval, vqa_chance, nlvr2_chance["dev_acc"], nlvr2_chance["test_acc"],
+        model=model_info, data=data_counts,
+    )

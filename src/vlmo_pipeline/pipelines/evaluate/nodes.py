@@ -1,0 +1,43 @@
+"""Node of the `evaluate` pipeline: parameters → `EvaluationConfig` → `evaluate_all`, then the report writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlmo_pipeline.evaluation.report import write_report
+from vlmo_pipeline.evaluation.suite import EvaluationConfig, evaluate_all
+from vlmo_pipeline.training.runner import loss_history
+
+#: Training summaries the node receives, in chain order (names of the `<name>_training_summary` datasets).
+TRAINED_RUNS = ("stage1", "stage2", "stage3", "retrieval_coco", "retrieval_f30k", "vqa", "nlvr2")
+
+
+def evaluate_models(
+    retrieval_coco_model: Path,
+    retrieval_f30k_model: Path,
+    vqa_model: Path,
+    nlvr2_model: Path,
+    coco_arrow: Path,
+    f30k_arrow: Path,
+    vqav2_arrow: Path,
+    nlvr2_arrow: Path,
+    params: dict[str, Any],
+    *training_summaries: dict[str, Any],
+) -> tuple[dict[str, Any], Any]:
+    """Return the metrics dictionary (→ `metrics.json`) and a writer of the report directory (plots + report.md)."""
+    config = EvaluationConfig.from_dict(params)
+    stages = dict(zip(TRAINED_RUNS, training_summaries))
+    metrics = evaluate_all(
+        config,
+        model_dirs={"retrieval_coco": retrieval_coco_model, "retrieval_f30k": retrieval_f30k_model,
+                    "vqa": vqa_model, "nlvr2": nlvr2_model},
+        dataset_dirs={"coco": coco_arrow, "f30k": f30k_arrow, "vqav2": vqav2_arrow, "nlvr2": nlvr2_arrow},
+        stage_summaries=stages,
+    )
+    histories = {name: loss_history(Path(summary["log_csv"]).parent) for name, summary in stages.items()}
+
+    def write(directory: Path) -> None:
+        write_report(directory, metrics, histories, stages)
+
+    return metrics, write

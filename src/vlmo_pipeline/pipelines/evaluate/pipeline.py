@@ -1,0 +1,30 @@
+"""Wiring of the `evaluate` pipeline."""
+
+from kedro.pipeline import Pipeline, node
+
+from vlmo_pipeline.pipelines.evaluate.nodes import TRAINED_RUNS, evaluate_models
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                evaluate_models,
+                inputs=[
+                    "retrieval_coco_model",
+                    "retrieval_f30k_model",
+                    "vqa_model",
+                    "nlvr2_model",
+                    "coco_arrow",
+                    "f30k_arrow",
+                    "vqav2_arrow",
+                    "nlvr2_arrow",
+                    "params:evaluate",
+                    *(f"{name}_training_summary" for name in TRAINED_RUNS),
+                ],
+                outputs=["metrics", "evaluation_report"],
+                name="evaluate_models",
+                tags=["evaluate"],
+            )
+        ]
+    )

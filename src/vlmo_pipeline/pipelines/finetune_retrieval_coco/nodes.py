@@ -1,0 +1,18 @@
+"""Node of the `finetune_retrieval_coco` pipeline: parameters → `RunConfig` → `train` (thin wrapper)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlmo_pipeline.training.launch import configure_run, train_for_catalog
+
+
+def finetune_retrieval_coco(init_model: Path, coco_arrow: Path, params: dict[str, Any]) -> tuple:
+    """COCO retrieval fine-tuning (dual encoder, ITC loss).
+
+    Starts from the `pretrained_model` directory; the Arrow dataset folders come from the catalog. Returns the model-directory writer
+    (or, for several devices, the directory torchrun exported) and the training summary.
+    """
+    config = configure_run(params, "parameters finetune_retrieval_coco", init=init_model, dataset_dirs={"coco": coco_arrow})
+    return train_for_catalog(config)

@@ -1,0 +1,109 @@
+"""Command-line entry point for one training run: ``python -m vlmo_pipeline.train <stage> --params FILE.yml``.
+
+Runs the same code as the Kedro nodes (:func:`vlmo_pipeline.training.runner.train`) and works under ``torchrun``
+or SLURM (Lightning picks up the rank environment), e.g.::
+
+    python -m vlmo_pipeline.train stage1 --params conf/base/parameters_pretrain_stage1.yml
+    torchrun --nproc_per_node=8 -m vlmo_pipeline.train stage3 --params conf/paper/parameters_pretrain_stage3.yml \\
+        --devices 8
+
+``<stage>`` is a run name (``stage1``, ``stage2``, ``stage3``, ``retrieval_coco``, ``retrieval_f30k``, ``vqa``,
+``nlvr2``) or the pipeline name (``pretrain_stage1``, ``finetune_vqa``, ...). ``FILE.yml`` is a Kedro parameters
+file (the section named after the pipeline is used) or a file holding one run configuration. Paths in it are
+relative to the current directory (run it from the project root). Rank 0 writes the final model to ``output_dir``
+(or ``--export-dir``), atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from vlmo_pipeline.training.config import run_config_from_dict
+from vlmo_pipeline.training.launch import export_outcome
+from vlmo_pipeline.training.runner import train
+
+#: Run name → (Kedro parameters section, RunConfig.stage).
+RUNS: dict[str, tuple[str, str]] = {
+    "stage1": ("pretrain_stage1", "stage1"),
+    "stage2": ("pretrain_stage2", "stage2"),
+    "stage3": ("pretrain_stage3", "stage3"),
+    "retrieval_coco": ("finetune_retrieval_coco", "retrieval"),
+    "retrieval_f30k": ("finetune_retrieval_f30k", "retrieval"),
+    "vqa": ("finetune_vqa", "vqa"),
+    "nlvr2": ("finetune_nlvr2", "nlvr2"),
+}
+_BY_SECTION = {section: run for run, (section, _) in RUNS.items()}
+
+
+def resolve_run(name: str) -> str:
+    """Normalise a run or pipeline name to a key of :data:`RUNS` (``ValueError`` listing the valid names)."""
+    run = _BY_SECTION.get(name, name)
+    if run not in RUNS:
+        valid = sorted(RUNS) + sorted(_BY_SECTION)
+        raise ValueError(f"unknown stage {name!r}; expected one of {valid}")
+    return run
+
+
+def select_section(document: Any, run: str, source: str) -> Mapping[str, Any]:
+    """The run configuration inside a loaded parameters file (see module docstring)."""
+    if not isinstance(document, Mapping):
+        raise ValueError(f"{source}: expected a YAML mapping at the top level")
+    section, stage = RUNS[run]
+    for key in (section, run):
+        if key in document:
+            values = document[key]
+            break
+    else:
+        if "stage" not in document:
+            raise ValueError(f"{source}: no section {section!r} and no top-level 'stage' key")
+        values = document
+    if values.get("stage") != stage:
+        raise ValueError(f"{source}: run {run!r} needs stage {stage!r}, the file says {values.get('stage')!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vlmo_pipeline.train", description=__doc__.split("\n")[0])
+    parser.add_argument("stage", help="run name (stage1 … nlvr2) or pipeline name (pretrain_stage1 …)")
+    parser.add_argument("--params", required=True, type=Path, help="parameters YAML file")
+    parser.add_argument("--devices", type=int, default=None, help="devices per node (overrides trainer.devices)")
+    parser.add_argument("--num-nodes", type=int, default=None, help="nodes (overrides trainer.num_nodes)")
+    parser.add_argument("--export-dir", type=Path, default=None, help="write the final model here, not output_dir")
+    parser.add_argument("--fresh-start", action="store_true", help="ignore an existing last.ckpt")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run = resolve_run(args.stage)
+    if not args.params.is_file():
+        raise SystemExit(f"parameters file {args.params} not found")
+    document = yaml.safe_load(args.params.read_text(encoding="utf-8"))
+    values = dict(select_section(document, run, str(args.params)))
+    values.setdefault("name", run)
+    trainer = dict(values.get("trainer") or {})
+    if args.devices is not None:
+        trainer["devices"] = args.devices
+    if args.num_nodes is not None:
+        trainer["num_nodes"] = args.num_nodes
+    values["trainer"] = trainer
+    if args.fresh_start:
+        values["fresh_start"] = True
+    config = run_config_from_dict(values, where=str(args.params))
+    outcome = train(config)
+    if outcome.is_global_zero:
+        target = export_outcome(outcome, args.export_dir or config.output_dir)
+        print(f"{config.name}: {outcome.summary['global_step']} steps, loss {outcome.summary['first_loss']} -> "
+              f"{outcome.summary['last_loss']}; model written to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Run a training stage from a parameters mapping, in-process (one device) or through ``torchrun`` (several).
+
+Lightning's own multi-process launcher re-executes the launching command once per rank, which would re-run the
+Kedro pipeline in every rank (kedro-org/kedro#2049). So a Kedro node trains in-process only for a single device;
+for several devices it writes the resolved configuration to a YAML file and starts
+``torchrun --standalone --nproc_per_node=N -m vlmo_pipeline.train <stage> --params <file> --export-dir <dir>``
+— the same entry point used by hand or under SLURM — and hands the exported directory to the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from vlmo_pipeline.training.config import RunConfig, run_config_from_dict
+from vlmo_pipeline.training.runner import SUMMARY_FILE, TrainOutcome, save_outcome, train
+
+__all__ = ["configure_run", "train_for_catalog", "launch_torchrun", "export_outcome", "swap_directory"]
+
+
+def configure_run(
+    params: Mapping[str, Any],
+    where: str,
+    init: str | os.PathLike | None = None,
+    vocab_file: str | os.PathLike | None = None,
+    dataset_dirs: Mapping[str, str | os.PathLike] | None = None,
+) -> RunConfig:
+    """Parameters → :class:`RunConfig`, with the starting model, vocabulary and dataset folders that the
+    catalog provides taking precedence over the parameter file's defaults."""
+    overrides: dict[str, Any] = {}
+    if init is not None:
+        overrides["init"] = os.fspath(init)
+    if vocab_file is not None:
+        overrides["vocab_file"] = os.fspath(vocab_file)
+    config = run_config_from_dict(params, where=where, **overrides)
+    for name, directory in (dataset_dirs or {}).items():
+        config.data.dataset_dirs[name] = os.fspath(directory)
+    return config
+
+
+def train_for_catalog(config: RunConfig) -> tuple[Callable[[Path], Any] | Path, dict[str, Any]]:
+    """Train ``config``; return ``(writer or exported directory, training summary)`` for a ``DirectoryDataset``."""
+    world = config.trainer.devices * config.trainer.num_nodes
+    if world > 1:
+        return launch_torchrun(config)
+    outcome = train(config)
+    return partial(save_outcome, outcome), outcome.summary
+
+
+def launch_torchrun(config: RunConfig) -> tuple[Path, dict[str, Any]]:
+    """Train on ``config.trainer.devices`` local devices with torchrun; return the exported directory + summary."""
+    if config.trainer.num_nodes > 1:
+        raise ValueError(
+            f"{config.name}: multi-node training cannot be started from a Kedro node; run "
+            "`python -m vlmo_pipeline.train` under torchrun/SLURM on every node (see README)"
+        )
+    output = Path(config.output_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    export_dir = output.with_name(f".{output.name}.export-{os.getpid()}")
+    shutil.rmtree(export_dir, ignore_errors=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix=f"{config.name}-", delete=False) as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+        params_file = handle.name
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={config.trainer.devices}",
+        "-m", "vlmo_pipeline.train", config.name, "--params", params_file, "--export-dir", str(export_dir),
+    ]
+    try:
+        subprocess.run(command, check=True)
+    except subprocess.CalledProcessError as error:
+        raise RuntimeError(f"{config.name}: torchrun training failed (exit {error.returncode}): {' '.join(command)}")
+    finally:
+        Path(params_file).unlink(missing_ok=True)
+    summary = json.loads((export_dir / SUMMARY_FILE).read_text())
+    return export_dir, summary
+
+
+def swap_directory(staging: Path, target: Path) -> None:
+    """Replace ``target`` by ``staging`` (same parent) with renames only."""
+    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def export_outcome(outcome: TrainOutcome, target: str | os.PathLike) -> Path:
+    """Write ``outcome`` to ``target`` atomically: into a sibling staging folder, then swapped into place."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_outcome(outcome, staging)
+        swap_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
