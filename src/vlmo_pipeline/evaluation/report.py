@@ -82,10 +82,12 @@ def check_metrics_shape(metrics: Mapping[str, Any]) -> None:
         raise ValueError(f"metrics keys {sorted(metrics)} != {sorted(expected_top)}")
 
     def check(section: Mapping[str, Any], shape: Mapping[str, Any], where: str) -> None:
-        if set(section) != set(shape):
-            raise ValueError(f"{where}: keys {sorted(section)} != {sorted(shape)}")
         for key, sub_shape in shape.items():
+            if key not in section:
+                raise ValueError(f"{where}: key {key!r} missing")
             if isinstance(sub_shape, Mapping):
+                if set(section[key]) != set(sub_shape):
+                    raise ValueError(f"{where}.{key}: keys {sorted(section[key])} != {sorted(sub_shape)}")
                 check(section[key], sub_shape, f"{where}.{key}")
                 continue
             if set(section[key]) != set(sub_shape):
@@ -95,6 +97,8 @@ def check_metrics_shape(metrics: Mapping[str, Any]) -> None:
                     raise ValueError(f"{where}.{key}.{name} = {value!r} is not a finite number")
 
     check(metrics, METRICS_SHAPE, "metrics")
+    if set(metrics["chance"]) != set(METRICS_SHAPE):
+        raise ValueError(f"metrics.chance: keys {sorted(metrics['chance'])} != {sorted(METRICS_SHAPE)}")
     check(metrics["chance"], METRICS_SHAPE, "metrics.chance")
 
 

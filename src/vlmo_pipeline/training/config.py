@@ -98,7 +98,9 @@ class DataConfig:
     ``datasets`` maps a dataset name (a folder under ``root``, e.g. ``coco``) to its training splits;
     ``eval_splits`` maps names to the splits evaluated after training (fine-tuning). ``dataset_dirs`` overrides
     the folder of a dataset (the Kedro nodes fill it from their catalog inputs). ``max_text_len`` is the padded
-    token length (<= the model's ``max_text_len``).
+    token length (<= the model's ``max_text_len``). ``augment=False`` trains on the evaluation transform (plain
+    resize): the official random crop + RandAugment (``randaug``) + flip (``hflip``) are on by default, but crops
+    and colour operations contradict text that states exact counts, colours and positions (the demo world's).
     """
 
     root: str = "data/03_primary"
@@ -109,6 +111,7 @@ class DataConfig:
     eval_batch_size: int = 64
     num_workers: int = 0
     max_text_len: int = 40
+    augment: bool = True
     randaug: bool = True
     hflip: bool = True
     max_train_samples: int | None = None

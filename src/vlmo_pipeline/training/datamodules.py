@@ -106,8 +106,12 @@ class VLMoDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.patch_size = patch_size
         self.answer_vocab_size = answer_vocab_size
-        self.train_transform = build_train_transform(image_size, randaug=self.data.randaug, hflip=self.data.hflip)
         self.eval_transform = build_eval_transform(image_size)
+        self.train_transform = (
+            build_train_transform(image_size, randaug=self.data.randaug, hflip=self.data.hflip)
+            if self.data.augment
+            else self.eval_transform
+        )
         self.train_dataset: Dataset | None = None
 
     # ------------------------------------------------------------------------------------------ datasets
