@@ -187,6 +187,8 @@ class RunConfig:
             default to the spec's freezing rules.
         vlffn_init: stage 3 VL-FFN initialisation when the checkpoint has none: ``random`` (official code),
             ``text`` or ``image`` (copy the L-FFN / V-FFN of the same block).
+        itc_temperature_init: initial temperature of ITC heads *created* by this run (``logit_scale`` =
+            ln(1/T)); ``None`` keeps the official 0.07. Existing (loaded) temperatures are never touched.
     """
 
     stage: str
@@ -201,6 +203,7 @@ class RunConfig:
     fresh_start: bool = False
     trainable: list[str] | None = None
     vlffn_init: str = "random"
+    itc_temperature_init: float | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -219,6 +222,8 @@ class RunConfig:
             self.trainable = list(STAGE2_TRAINABLE)
         if self.vlffn_init not in ("random", "text", "image"):
             raise ValueError(f"vlffn_init must be 'random', 'text' or 'image'; got {self.vlffn_init!r}")
+        if self.itc_temperature_init is not None and self.itc_temperature_init <= 0:
+            raise ValueError(f"itc_temperature_init must be > 0; got {self.itc_temperature_init}")
         if self.stage != "stage1" and self.init_from:
             raise ValueError("init_from (a BEiT checkpoint) applies to stage1 only; later stages use `init`")
 

@@ -122,8 +122,15 @@ def prepare_model(config: RunConfig, vocab_size: int) -> VLMo:
             "a model directory (did the previous stage run?)"
         )
     had_vlffn = any(block.mlp_vl is not None for block in model.transformer.blocks)
+    had_scales = {name for name in ("logit_scale", "logit_vl_scale") if getattr(model, name, None) is not None}
     vqa_labels = len(_vqa_answer_vocab(config)[0]) if config.stage == "vqa" else None
     model.set_tasks(config.tasks, vqa_num_labels=vqa_labels)
+    if config.itc_temperature_init is not None:
+        for name in ("logit_scale", "logit_vl_scale"):
+            scale = getattr(model, name, None)
+            if scale is not None and name not in had_scales:
+                with torch.no_grad():
+                    scale.fill_(math.log(1.0 / config.itc_temperature_init))
     if config.stage == "stage3" and not had_vlffn and config.vlffn_init != "random":
         _copy_ffn_into_vlffn(model, "mlp_text" if config.vlffn_init == "text" else "mlp_imag")
     return model.train()
