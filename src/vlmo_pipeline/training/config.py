@@ -187,6 +187,10 @@ class RunConfig:
             default to the spec's freezing rules.
         vlffn_init: stage 3 VL-FFN initialisation when the checkpoint has none: ``random`` (official code),
             ``text`` or ``image`` (copy the L-FFN / V-FFN of the same block).
+        itc_ramp_steps: stage 3 only: the ITC loss weight ramps linearly from 0 to 1 over this many steps (0 =
+            official, full weight from the start). On a tiny randomly initialised model the contrastive loss first
+            collapses every [CLS] feature to one point, which also stalls ITM; letting ITM and MLM shape the
+            features first avoids that plateau (a demo-scale aid, documented in the parameters).
         itc_temperature_init: initial temperature of ITC heads *created* by this run (``logit_scale`` =
             ln(1/T)); ``None`` keeps the official 0.07. Existing (loaded) temperatures are never touched.
     """
@@ -204,6 +208,7 @@ class RunConfig:
     trainable: list[str] | None = None
     vlffn_init: str = "random"
     itc_temperature_init: float | None = None
+    itc_ramp_steps: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

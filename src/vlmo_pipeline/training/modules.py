@@ -146,7 +146,9 @@ class VLPretrainModule(VLMoTaskModule):
         mlm_logits = model.mlm_score(fused.text_feats[3 * batch_size :])
         mlm = mlm_loss(mlm_logits, batch["text_labels_mlm"])
         mlm_weight = VL_MLM_WEIGHT if self.config.mlm.weight is None else self.config.mlm.weight
-        loss = itc["loss"] + itm + mlm_weight * mlm
+        ramp = self.config.itc_ramp_steps
+        itc_weight = min(1.0, self.global_step / ramp) if ramp > 0 else 1.0
+        loss = itc_weight * itc["loss"] + itm + mlm_weight * mlm
         self._log_losses(
             {
                 "loss": loss,
