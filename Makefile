@@ -25,9 +25,10 @@ $(STAMP): pyproject.toml requirements.lock
 	@command -v chromium >/dev/null || ./scripts/install_chromium.sh || echo "warning: no Chromium; the Kedro-Viz browser test will be skipped"
 	@touch $(STAMP)
 
+# The whole chain through DVC (demo world -> ingest -> vocab -> 3 pretraining stages -> 4 fine-tunes -> evaluate);
+# a second `make demo` re-runs only stages whose code, parameters or inputs changed.
 demo: setup
-	$(VENV)/bin/kedro run --pipeline=demo_data
-	$(VENV)/bin/kedro run --pipeline=ingest
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	$(PY) -m vlmo_pipeline.console summary
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
