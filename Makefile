@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
+# vega, vega-lite, vega-embed for `make plots`: third-party code, fetched by `npm pack`, kept in the git-ignored venv
+VEGA   := $(VENV)/vega
 
 # No telemetry, analytics or update checks: nothing here may reach the network.
 export KEDRO_DISABLE_TELEMETRY := true
@@ -12,9 +14,9 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-fast viz viz-snapshot bench clean-data
+.PHONY: setup demo plots test test-fast viz viz-snapshot bench clean-data
 
-setup: $(STAMP)
+setup: $(STAMP) $(VEGA)/versions.json
 
 # Re-runs only when the dependency pins change; a second `make setup` is a no-op.
 $(STAMP): pyproject.toml requirements.lock
@@ -25,11 +27,22 @@ $(STAMP): pyproject.toml requirements.lock
 	@command -v chromium >/dev/null || ./scripts/install_chromium.sh || echo "warning: no Chromium; the Kedro-Viz browser test will be skipped"
 	@touch $(STAMP)
 
+# Only when the files are missing; without npm (or offline) it warns and `make plots` falls back to DVC's CDN page.
+$(VEGA)/versions.json: | $(STAMP)
+	@$(PY) -m vlmo_pipeline.dvc_plots fetch --vega-dir $(VEGA) || echo "warning: vega not fetched; make plots will use DVC's default page, which needs a network"
+
 # The whole chain through DVC (demo world -> ingest -> vocab -> 3 pretraining stages -> 4 fine-tunes -> evaluate);
 # a second `make demo` re-runs only stages whose code, parameters or inputs changed.
+# Then a Kedro-Viz screenshot (skipped with a warning without Chromium) and the DVC plots page.
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	$(PY) -m vlmo_pipeline.console summary
+	@$(PY) -m vlmo_pipeline.viz_snapshot --out data/08_reporting/kedro_viz.png || echo "warning: no Kedro-Viz screenshot (it needs Chromium: scripts/install_chromium.sh)"
+	@$(MAKE) --no-print-directory plots
+
+# `dvc plots show` (loss per stage, recall@K) as a page that renders offline -> data/08_reporting/dvc_plots/index.html
+plots: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots show --vega-dir $(VEGA) --out data/08_reporting/dvc_plots
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
 test: setup

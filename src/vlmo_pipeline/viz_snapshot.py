@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default=".", help="Kedro project folder")
     parser.add_argument("--out", default="data/08_reporting/kedro_viz.png")
     args = parser.parse_args(argv)
-    result = snapshot(Path(args.project), Path(args.out))
+    try:
+        result = snapshot(Path(args.project), Path(args.out))
+    except (FileNotFoundError, RuntimeError, TimeoutError) as error:  # no Chromium, Kedro-Viz did not start, ...
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {result.screenshot}")
     return 0
 

@@ -1,11 +1,15 @@
 """DVC reproduces the Kedro pipelines: a second `dvc repro` is a no-op, a parameter change re-runs exactly the
-stages downstream of it, and `dvc push` / `dvc pull` restore outputs byte for byte in a fresh clone.
+stages downstream of it, and `dvc push` / `dvc pull` restore outputs byte for byte in a fresh clone. The whole
+chain (tiny world, two training steps per stage) reaches `evaluate`: `dvc metrics show` / `dvc metrics diff`
+print its numbers and `make plots`' page holds every loss curve and the recall@K data.
 
 Each test works on a scratch git clone of this repository's tracked files with a tiny demo world.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import shutil
@@ -17,6 +21,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.pipelines.test_kedro_training_pipelines import RUNS, _tiny_params
+from vlmo_pipeline.dvc_plots import REMOTE_SCRIPT, VEGA_PACKAGES, missing_vega_files
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +44,13 @@ def _sh(cwd: Path, *args: str, timeout: int = 600) -> str:
     result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
+
+
+def _json_out(cwd: Path, *args: str) -> dict:
+    """Run a `--json` command; its stdout parsed (DVC's warnings go to stderr)."""
+    result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout)
 
 
 def _set_params(repo: Path, file: str, section: str, values: dict) -> None:
@@ -106,3 +119,93 @@ def test_push_then_pull_into_a_fresh_clone_restores_outputs(dvc_repo: Path, tmp_
     for name in files:
         assert (restored / name).read_bytes() == (original / name).read_bytes(), name
     assert "up to date" in _sh(clone, "dvc", "status", "ingest_nlvr2")
+
+
+def _merge(target: dict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _shrink_everything(repo: Path) -> None:
+    """Tiny parameters for every pipeline (the Kedro training test's): two steps per stage, batch 4."""
+    for section, values in _tiny_params().items():
+        path = repo / "conf" / "base" / f"parameters_{section}.yml"
+        params = yaml.safe_load(path.read_text())
+        _merge(params[section], values)
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _git_commit(repo: Path, message: str) -> None:
+    _sh(repo, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", message)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_chain_reaches_evaluate_then_metrics_and_plots_show_its_numbers(dvc_repo: Path):
+    _shrink_everything(dvc_repo)
+    _git_commit(dvc_repo, "tiny chain")
+    stages = _stages_run(_sh(dvc_repo, "dvc", "repro", "evaluate", timeout=1500))
+    assert stages[-1] == "evaluate" and {"demo_data", "vocab", "pretrain_stage3", "finetune_nlvr2"} <= set(stages)
+    reporting = dvc_repo / "data" / "08_reporting"
+    metrics = json.loads((reporting / "metrics.json").read_text())
+    report = reporting / "report"
+    assert {"report.md", "retrieval_gallery.png", "vqa_examples.png", "nlvr2_examples.png",
+            "recall_at_k.csv"} <= {path.name for path in report.iterdir()}
+
+    # dvc metrics show: the evaluation numbers, as written by evaluate
+    shown = _json_out(dvc_repo, "dvc", "metrics", "show", "--json")
+    values = shown[""]["data"]["data/08_reporting/metrics.json"]["data"]
+    assert values["retrieval"]["coco"] == metrics["retrieval"]["coco"] and values["vqa"] == metrics["vqa"]
+    table = _sh(dvc_repo, "dvc", "metrics", "show")
+    assert "retrieval.coco.tr_r1" in table and "vqa.score" in table and "nlvr2.dev_acc" in table
+
+    # make plots: every stage's loss log and the recall@K table are in the page, which loads no remote script
+    vega_dir = Path(sys.prefix) / "vega"
+    command = [sys.executable, "-m", "vlmo_pipeline.dvc_plots", "show", "--out", "data/08_reporting/dvc_plots"]
+    if not missing_vega_files(vega_dir):
+        command += ["--vega-dir", str(vega_dir)]
+    printed = _sh(dvc_repo, *command)
+    page = (reporting / "dvc_plots" / "index.html").read_text()
+    assert "failed to load" not in printed, printed
+    for run_name in RUNS.values():
+        assert f"data/08_reporting/{run_name}/metrics.csv" in page, run_name
+        rows = list(csv.DictReader((reporting / run_name / "metrics.csv").open()))
+        logged = [row["train/loss_step"] for row in rows if row["train/loss_step"]]
+        assert logged and all(f'"train/loss_step": "{value}"' in page for value in logged), run_name
+    recall = list(csv.DictReader((report / "recall_at_k.csv").open()))
+    assert [row["k"] for row in recall] == ["1", "5", "10"]
+    assert float(recall[0]["coco_t2i"]) == pytest.approx(metrics["retrieval"]["coco"]["ir_r1"], abs=1e-3)
+    assert "Retrieval recall@K" in page and f'"coco_t2i": "{recall[0]["coco_t2i"]}"' in page
+    if not missing_vega_files(vega_dir):
+        assert not REMOTE_SCRIPT.search(page)
+        assert all((reporting / "dvc_plots" / f"{package}.min.js").is_file() for package in VEGA_PACKAGES)
+
+    # change a parameter -> dvc status names its section -> dvc repro re-runs evaluate only -> dvc metrics diff shows it
+    _git_commit(dvc_repo, "tiny chain reproduced")
+    _set_params(dvc_repo, "parameters_evaluate.yml", "evaluate", {"retrieval_split": "val"})
+    status = _sh(dvc_repo, "dvc", "status")
+    assert "evaluate" in status and "modified: evaluate" in " ".join(status.split()), status
+    assert "pretrain_stage1" not in status and "finetune_vqa" not in status
+    assert _stages_run(_sh(dvc_repo, "dvc", "repro", "evaluate")) == ["evaluate"]
+    # HEAD's metrics.json comes from the DVC cache (data/ is git-ignored)
+    diff = _json_out(dvc_repo, "dvc", "metrics", "diff", "--json")["data/08_reporting/metrics.json"]
+    new = _flat(json.loads((reporting / "metrics.json").read_text()))
+    old = _flat(metrics)
+    assert "data.coco_val.images" in diff and diff["data.coco_val.images"]["new"] == new["data.coco_val.images"]
+    assert diff["data.coco_test.images"]["old"] == old["data.coco_test.images"]
+    changed = [key for key in old if key.startswith("chance.retrieval") and key in new and old[key] != new[key]]
+    assert changed and all(diff[key]["old"] == old[key] and diff[key]["new"] == new[key] for key in changed)
+    assert "evaluate.retrieval_split" in _sh(dvc_repo, "dvc", "params", "diff")
+    printed = _sh(dvc_repo, "dvc", "metrics", "diff")
+    assert "failed to load" not in printed and changed[0] in printed, printed

@@ -57,6 +57,13 @@ def test_report_writes_plots_and_markdown(tmp_path):
     for name in ("loss_curves.png", "recall_at_k.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*tmp*"))
+    assert "## Examples" not in text  # no gallery given: no example section, no dangling image link
+    assert (tmp_path / "recall_at_k.csv").read_text().splitlines() == [
+        "k,coco_i2t,coco_t2i,f30k_i2t,f30k_t2i,chance_coco_i2t,chance_coco_t2i,chance_f30k_i2t,chance_f30k_t2i",
+        "1,40.0,40.0,30.0,30.0,1.0,1.0,1.0,1.0",
+        "5,40.0,40.0,30.0,30.0,1.0,1.0,1.0,1.0",
+        "10,40.0,40.0,30.0,30.0,1.0,1.0,1.0,1.0",
+    ]
 
 
 def test_recall_from_scores_matches_the_feature_based_recall():

@@ -2,9 +2,10 @@
 
 * :func:`evaluate_retrieval`: dual-encoder R@1/5/10 in both directions over the full image × caption matrix of a
   split (every image once, every caption once); optional ITM re-ranking of the top-k (``rerank_k``; off by
-  default, as in the official evaluation — it needs a model that kept its ITM head).
-* :func:`evaluate_vqa`: VQA score (percent) of the arg-max answer against the soft targets.
-* :func:`evaluate_nlvr2`: accuracy (percent) of the two-pass NLVR2 classifier.
+  default, as in the official evaluation — it needs a model that kept its ITM head). On request it also keeps
+  the top-ranked images of a few caption queries (``example_queries``) for the report's retrieval gallery.
+* :func:`evaluate_vqa`: VQA score (percent) of the arg-max answer against the soft targets (+ the predictions).
+* :func:`evaluate_nlvr2`: accuracy (percent) of the two-pass NLVR2 classifier (+ the predictions).
 * :func:`retrieval_chance`, :func:`vqa_majority_baseline`, :func:`nlvr2_majority_baseline`: the chance /
   majority-class baselines of the same test sets (``metrics.json["chance"]``), read from the Arrow tables
   without decoding images.
@@ -74,28 +75,79 @@ def evaluate_retrieval(
     ks: Sequence[int] = (1, 5, 10),
     rerank_k: int = 0,
     device: torch.device | None = None,
-) -> dict[str, float]:
+    example_queries: Sequence[int] = (),
+    example_depth: int = 5,
+) -> dict[str, Any]:
     """Recall@K (percent) of image→text (``tr_r*``) and text→image (``ir_r*``) retrieval, plus ``rsum``.
 
     ``images_loader`` yields every image of the split once (``image``, ``image_index``), ``texts_loader`` every
     caption (``text_ids``, ``text_masks``, ``image_index`` of its image). With ``rerank_k > 0`` the top-k
     candidates of every query are re-scored as ``cosine + ITM match logit`` (official
     ``compute_irtr_recall_with_rerank``), which needs the model's ITM head.
+
+    ``example_queries``: positions of captions in ``texts_loader``'s order (= sample indices of its dataset).
+    When given, the result also holds ``"examples"``: one dict per query with ``text_row`` (the position),
+    ``image_rows`` (``image_index`` of the ``example_depth`` best images, best first, from the same scores the
+    recall was computed on, re-ranked ones included), ``scores``, ``ground_truth`` (the caption's image),
+    ``ground_truth_rank`` (1 = best; images with an equal score count as ranked before it) and
+    ``ground_truth_score``. Every other value of the result is a float.
     """
     device = device or default_device()
     model = model.to(device).eval()
     image_feats, image_ids, text_feats, text_image_ids = _embed(model, images_loader, texts_loader, device)
+    queries = _check_queries(example_queries, len(text_feats))
+    if example_depth < 1:
+        raise ValueError(f"example_depth must be >= 1, got {example_depth}")
     if rerank_k <= 0:
         metric = RetrievalRecall(ks=ks)
         metric.update(image_feats=image_feats, image_ids=image_ids)
         metric.update(text_feats=text_feats, text_image_ids=text_image_ids)
-        return {key: float(value) for key, value in metric.compute().items()}
+        result: dict[str, Any] = {key: float(value) for key, value in metric.compute().items()}
+        if queries:
+            query_scores = text_feats[queries] @ image_feats.t()  # (Q, Ni), columns in loader order
+            result["examples"] = _ranked_examples(query_scores, image_ids, queries, text_image_ids, example_depth)
+        return result
     order = torch.argsort(image_ids)
     if not torch.equal(image_ids[order], torch.arange(len(image_ids))):
         raise ValueError("re-ranking needs the image loader to cover image rows 0..N-1 exactly once")
     scores = image_feats[order] @ text_feats.t()
     i2t, t2i = _rerank_with_itm(model, scores, images_loader.dataset, texts_loader.dataset, rerank_k, device)
-    return recall_from_scores(i2t, t2i, text_image_ids, ks)
+    result = recall_from_scores(i2t, t2i, text_image_ids, ks)
+    if queries:  # columns of t2i are image rows 0..N-1
+        result["examples"] = _ranked_examples(t2i[queries], torch.arange(len(image_ids)), queries, text_image_ids,
+                                              example_depth)
+    return result
+
+
+def _check_queries(queries: Sequence[int], n_texts: int) -> list[int]:
+    checked = [int(query) for query in queries]
+    outside = [query for query in checked if not 0 <= query < n_texts]
+    if outside:
+        raise ValueError(f"example_queries {outside} outside the {n_texts} captions of the text loader")
+    return checked
+
+
+def _ranked_examples(query_scores: torch.Tensor, column_image_ids: torch.Tensor, queries: list[int],
+                     text_image_ids: torch.Tensor, depth: int) -> list[dict[str, Any]]:
+    """Top-``depth`` images of every query row of ``query_scores`` (columns named by ``column_image_ids``)."""
+    query_scores = query_scores.float()
+    top = query_scores.topk(min(depth, query_scores.shape[1]), dim=1)
+    examples = []
+    for row, query in enumerate(queries):
+        truth = int(text_image_ids[query])
+        columns = torch.nonzero(column_image_ids == truth).flatten()
+        if len(columns) == 0:
+            raise ValueError(f"caption {query} belongs to image {truth}, which the image loader never yielded")
+        truth_score = query_scores[row, columns[0]]
+        examples.append({
+            "text_row": query,
+            "image_rows": column_image_ids[top.indices[row]].tolist(),
+            "scores": top.values[row].tolist(),
+            "ground_truth": truth,
+            "ground_truth_rank": int((query_scores[row] >= truth_score).sum()),
+            "ground_truth_score": float(truth_score),
+        })
+    return examples
 
 
 @torch.no_grad()
@@ -162,18 +214,20 @@ def evaluate_vqa(model: VLMo, loader: DataLoader, device: torch.device | None = 
 
 @torch.no_grad()
 def evaluate_nlvr2(model: VLMo, loader: DataLoader, device: torch.device | None = None) -> dict[str, Any]:
-    """Accuracy (percent) of the NLVR2 head and the number of statements scored."""
+    """Accuracy (percent) of the NLVR2 head, the number of statements scored and the predicted label (1 = "True")
+    of every statement in loader order."""
     device = device or default_device()
     model = model.to(device).eval()
     metric = torchmetrics.Accuracy(task="binary")
-    count = 0
+    predictions: list[int] = []
     with _autocast(device):
         for batch in loader:
             logits = model.nlvr2_logits(batch["text_ids"].to(device), batch["text_masks"].to(device),
                                         batch["image_0"].to(device), batch["image_1"].to(device)).float().cpu()
-            metric.update(logits.argmax(1), batch["label"])
-            count += logits.shape[0]
-    return {"accuracy": 100.0 * float(metric.compute()), "samples": count}
+            predicted = logits.argmax(1)
+            metric.update(predicted, batch["label"])
+            predictions.extend(predicted.tolist())
+    return {"accuracy": 100.0 * float(metric.compute()), "samples": len(predictions), "predictions": predictions}
 
 
 # --------------------------------------------------------------------------------------------- baselines

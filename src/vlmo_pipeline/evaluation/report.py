@@ -9,20 +9,28 @@
      "model": {...}, "data": {...}}
 
 Plots (matplotlib, Agg backend, no display needed): ``loss_curves.png`` (training loss of every stage/task from
-the CSV logs) and ``recall_at_k.png`` (R@1/5/10 per dataset and direction next to chance).
+the CSV logs) and ``recall_at_k.png`` (R@1/5/10 per dataset and direction next to chance); with a
+:class:`~vlmo_pipeline.evaluation.gallery.Gallery`, also the example images of
+:func:`~vlmo_pipeline.evaluation.gallery.write_gallery` (retrieval gallery, VQA and NLVR2 examples).
+``recall_at_k.csv`` holds the same recall numbers as the bar plot, one row per K, for ``dvc plots``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:
+    from vlmo_pipeline.evaluation.gallery import Gallery
 
 __all__ = [
     "RECALL_KEYS",
@@ -31,6 +39,7 @@ __all__ = [
     "check_metrics_shape",
     "plot_loss_curves",
     "plot_recall_bars",
+    "recall_table_csv",
     "render_report_markdown",
     "write_report",
 ]
@@ -167,8 +176,9 @@ def _row(cells: Sequence[Any]) -> str:
 
 
 def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]],
-                           plots: Mapping[str, str]) -> str:
-    """A short Markdown report: retrieval / VQA / NLVR2 tables against chance, stage losses, the plots."""
+                           plots: Mapping[str, str], sections: Sequence[str] = ()) -> str:
+    """A short Markdown report: retrieval / VQA / NLVR2 tables against chance, stage losses, the plots, then the
+    extra ``sections`` lines (the example gallery)."""
     lines = ["# VLMo evaluation report", ""]
     model = metrics.get("model", {})
     if model:
@@ -195,25 +205,59 @@ def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapp
         lines += ["", "First / last loss: mean over the first / last fifth of the logged steps.", ""]
     for title, file_name in plots.items():
         lines += [f"![{title}]({file_name})", ""]
-    return "\n".join(lines)
+    lines += list(sections)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _number(value: Any) -> Any:
     return float(value) if isinstance(value, (int, float)) else "n/a"
 
 
+def recall_table_csv(metrics: Mapping[str, Any]) -> str:
+    """Recall (percent) per K: columns ``k``, ``<dataset>_<i2t|t2i>`` and ``chance_<dataset>_<i2t|t2i>``.
+
+    One row per K of ``RECALL_KEYS`` (1, 5, 10): the shape ``dvc plots`` draws as one line per column over K.
+    """
+    directions = (("i2t", "tr"), ("t2i", "ir"))
+    columns = ["k"]
+    for prefix in ("", "chance_"):
+        columns += [f"{prefix}{name}_{direction}" for name in metrics["retrieval"] for direction, _ in directions]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    ks = [int(key[len("tr_r"):]) for key in RECALL_KEYS if key.startswith("tr_r")]
+    for k in ks:
+        row: list[Any] = [k]
+        for section in (metrics["retrieval"], metrics["chance"]["retrieval"]):
+            for name in metrics["retrieval"]:
+                row += [round(float(section[name][f"{key}_r{k}"]), 4) for _, key in directions]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _write_text(path: Path, text: str) -> Path:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any],
                  histories: Mapping[str, Sequence[tuple[int, float]]],
-                 stages: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Write ``loss_curves.png``, ``recall_at_k.png`` and ``report.md`` into ``directory``."""
+                 stages: Mapping[str, Mapping[str, Any]], gallery: Gallery | None = None) -> Path:
+    """Write ``loss_curves.png``, ``recall_at_k.png``, ``recall_at_k.csv``, the gallery PNGs (when ``gallery``
+    has examples) and ``report.md`` (written last, linking every image relatively) into ``directory``."""
+    from vlmo_pipeline.evaluation.gallery import write_gallery
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     plots = {
         "Training loss curves": plot_loss_curves(histories, directory / "loss_curves.png").name,
         "Recall@K against chance": plot_recall_bars(metrics, directory / "recall_at_k.png").name,
     }
-    report = directory / "report.md"
-    temporary = report.with_name(f".report.md.tmp-{os.getpid()}")
-    temporary.write_text(render_report_markdown(metrics, stages, plots), encoding="utf-8")
-    os.replace(temporary, report)
-    return report
+    _write_text(directory / "recall_at_k.csv", recall_table_csv(metrics))
+    sections = write_gallery(directory, gallery) if gallery is not None else []
+    return _write_text(directory / "report.md", render_report_markdown(metrics, stages, plots, sections))

@@ -1,9 +1,11 @@
 """The whole evaluation of the `evaluate` pipeline: every fine-tuned model on its test split, with baselines.
 
-:func:`evaluate_all` loads the four fine-tuned model directories (``save_pretrained`` + ``vocab.txt``), builds the
-evaluation loaders over the Arrow datasets, scores retrieval (COCO, F30K), VQA and NLVR2 (dev and test1), computes
-the chance / majority baselines on the same sets, and returns the ``metrics.json`` dictionary
-(:func:`vlmo_pipeline.evaluation.report.assemble_metrics`).
+:func:`run_evaluation` loads the four fine-tuned model directories (``save_pretrained`` + ``vocab.txt``), builds
+the evaluation loaders over the Arrow datasets, scores retrieval (COCO, F30K), VQA and NLVR2 (dev and test1),
+computes the chance / majority baselines on the same sets, and returns the ``metrics.json`` dictionary
+(:func:`vlmo_pipeline.evaluation.report.assemble_metrics`) together with the report's example gallery
+(:mod:`vlmo_pipeline.evaluation.gallery`), built from the rankings and predictions of that same scoring pass.
+:func:`evaluate_all` returns the metrics only.
 """
 
 from __future__ import annotations
@@ -27,18 +29,28 @@ from vlmo_pipeline.evaluation.evaluate import (
     retrieval_chance,
     vqa_majority_baseline,
 )
+from vlmo_pipeline.evaluation.gallery import (
+    Gallery,
+    nlvr2_examples,
+    retrieval_examples,
+    retrieval_query_rows,
+    vqa_examples,
+)
 from vlmo_pipeline.evaluation.report import assemble_metrics
 from vlmo_pipeline.models import VLMo
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.transforms import build_eval_transform
 from vlmo_pipeline.models.vlmo import VOCAB_NAME
 
-__all__ = ["EvaluationConfig", "evaluate_all", "RETRIEVAL_DATASETS", "MODEL_NAMES"]
+__all__ = ["EvaluationConfig", "EvaluationResult", "evaluate_all", "run_evaluation", "RETRIEVAL_DATASETS",
+           "MODEL_NAMES", "GALLERY_RETRIEVAL_DATASET"]
 
 logger = logging.getLogger(__name__)
 
 RETRIEVAL_DATASETS = ("coco", "f30k")
 MODEL_NAMES = ("retrieval_coco", "retrieval_f30k", "vqa", "nlvr2")
+#: The retrieval dataset whose test captions the report's retrieval gallery shows.
+GALLERY_RETRIEVAL_DATASET = "coco"
 
 
 @dataclass
@@ -57,6 +69,19 @@ class EvaluationConfig:
     num_workers: int = 0
     max_text_len: int = 40
     device: str = "auto"
+    # Report gallery (0 leaves a part out): query captions of the COCO test split and images shown per query,
+    # VQA questions of vqa_split, NLVR2 statements of nlvr2_dev_split.
+    gallery_captions: int = 4
+    gallery_depth: int = 5
+    gallery_vqa: int = 8
+    gallery_nlvr2: int = 6
+
+    def __post_init__(self) -> None:
+        for name in ("gallery_captions", "gallery_vqa", "gallery_nlvr2"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"parameters evaluate: {name} must be >= 0, got {getattr(self, name)}")
+        if int(self.gallery_depth) < 1:
+            raise ValueError(f"parameters evaluate: gallery_depth must be >= 1, got {self.gallery_depth}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> "EvaluationConfig":
@@ -83,19 +108,41 @@ def _loader(dataset, config: EvaluationConfig) -> DataLoader:
                       collate_fn=collate)
 
 
+@dataclass
+class EvaluationResult:
+    """What :func:`run_evaluation` returns."""
+
+    #: the ``metrics.json`` dictionary
+    metrics: dict[str, Any]
+    #: examples for the report (retrieval gallery, VQA and NLVR2 predictions)
+    gallery: Gallery
+
+
 def evaluate_all(
     config: EvaluationConfig,
     model_dirs: Mapping[str, Path],
     dataset_dirs: Mapping[str, Path],
     stage_summaries: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Score every fine-tuned model; returns the ``metrics.json`` dictionary.
+    """Score every fine-tuned model; returns the ``metrics.json`` dictionary (see :func:`run_evaluation`)."""
+    return run_evaluation(config, model_dirs, dataset_dirs, stage_summaries).metrics
+
+
+def run_evaluation(
+    config: EvaluationConfig,
+    model_dirs: Mapping[str, Path],
+    dataset_dirs: Mapping[str, Path],
+    stage_summaries: Mapping[str, Mapping[str, Any]] | None = None,
+) -> EvaluationResult:
+    """Score every fine-tuned model; returns the ``metrics.json`` dictionary and the report's examples.
 
     Args:
         model_dirs: ``retrieval_coco``, ``retrieval_f30k``, ``vqa``, ``nlvr2`` → fine-tuned model directories.
         dataset_dirs: ``coco``, ``f30k``, ``vqav2``, ``nlvr2`` → Arrow dataset directories.
         stage_summaries: training summaries per stage/task (go to ``metrics["model"]["stages"]``).
     """
+    gallery = Gallery(retrieval_source=f"{GALLERY_RETRIEVAL_DATASET} {config.retrieval_split}",
+                      vqa_source=f"vqav2 {config.vqa_split}", nlvr2_source=f"nlvr2 {config.nlvr2_dev_split}")
     device = default_device() if config.device == "auto" else torch.device(config.device)
     missing = [name for name in MODEL_NAMES if name not in model_dirs]
     if missing:
@@ -107,8 +154,13 @@ def evaluate_all(
         transform = build_eval_transform(model.config.image_size)
         images = ImageTextDataset(source, transform=transform, image_only=True)
         texts = ImageTextDataset(source, tokenizer=tokenizer, max_text_len=tokenizer.max_len, text_only=True)
-        retrieval[name] = evaluate_retrieval(model, _loader(images, config), _loader(texts, config),
-                                             ks=config.retrieval_ks, rerank_k=config.rerank_k, device=device)
+        queries = retrieval_query_rows(texts, config.gallery_captions) if name == GALLERY_RETRIEVAL_DATASET else []
+        scores = evaluate_retrieval(model, _loader(images, config), _loader(texts, config), ks=config.retrieval_ks,
+                                    rerank_k=config.rerank_k, device=device, example_queries=queries,
+                                    example_depth=config.gallery_depth)
+        if queries:
+            gallery.retrieval = retrieval_examples(images, texts, scores.pop("examples"))
+        retrieval[name] = scores
         captions_per_image = texts.table.list_lengths("caption").tolist()
         chance_retrieval[name] = retrieval_chance(captions_per_image, config.retrieval_ks)
         data_counts[f"{name}_{config.retrieval_split}"] = {"images": len(images), "captions": len(texts)}
@@ -125,6 +177,7 @@ def evaluate_all(
                            tokenizer=tokenizer, max_text_len=tokenizer.max_len, drop_unanswerable=True)
     vqa = evaluate_vqa(model, _loader(vqa_eval, config), device=device)
     vqa_chance = vqa_majority_baseline(vqa_train, vqa_eval)
+    gallery.vqa = vqa_examples(vqa_eval, vqa["predictions"], config.gallery_vqa)
     data_counts[f"vqav2_{config.vqa_split}"] = {"questions": len(vqa_eval), "answers": vqa_eval.num_labels}
     logger.info("vqa: score %.2f (majority answer %.2f)", vqa["score"], vqa_chance)
 
@@ -140,7 +193,10 @@ def evaluate_all(
     nlvr2_scores, nlvr2_chance = {}, {}
     for key, split in (("dev_acc", config.nlvr2_dev_split), ("test_acc", config.nlvr2_test_split)):
         dataset = nlvr2_dataset(split)
-        nlvr2_scores[key] = evaluate_nlvr2(model, _loader(dataset, config), device=device)["accuracy"]
+        outcome = evaluate_nlvr2(model, _loader(dataset, config), device=device)
+        nlvr2_scores[key] = outcome["accuracy"]
+        if key == "dev_acc":
+            gallery.nlvr2 = nlvr2_examples(dataset, outcome["predictions"], config.gallery_nlvr2)
         nlvr2_chance[key] = nlvr2_majority_baseline(nlvr2_train, dataset)
         data_counts[f"nlvr2_{split}"] = {"statements": len(dataset)}
     logger.info("nlvr2: %s (majority class %s)", nlvr2_scores, nlvr2_chance)
@@ -157,8 +213,9 @@ def evaluate_all(
                                                               "train_samples")}
                    for name, summary in stages.items()},
     }
-    return assemble_metrics(
+    metrics = assemble_metrics(
         retrieval, vqa["score"], nlvr2_scores["dev_acc"], nlvr2_scores["test_acc"],
         chance_retrieval, vqa_chance, nlvr2_chance["dev_acc"], nlvr2_chance["test_acc"],
         model=model_info, data=data_counts,
     )
+    return EvaluationResult(metrics=metrics, gallery=gallery)

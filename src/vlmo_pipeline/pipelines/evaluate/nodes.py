@@ -1,4 +1,4 @@
-"""Node of the `evaluate` pipeline: parameters → `EvaluationConfig` → `evaluate_all`, then the report writer."""
+"""Node of the `evaluate` pipeline: parameters → `EvaluationConfig` → `run_evaluation`, then the report writer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmo_pipeline.evaluation.report import write_report
-from vlmo_pipeline.evaluation.suite import EvaluationConfig, evaluate_all
+from vlmo_pipeline.evaluation.suite import EvaluationConfig, run_evaluation
 from vlmo_pipeline.training.runner import loss_history
 
 #: Training summaries the node receives, in chain order (names of the `<name>_training_summary` datasets).
@@ -25,19 +25,21 @@ def evaluate_models(
     params: dict[str, Any],
     *training_summaries: dict[str, Any],
 ) -> tuple[dict[str, Any], Any]:
-    """Return the metrics dictionary (→ `metrics.json`) and a writer of the report directory (plots + report.md)."""
+    """Return the metrics dictionary (→ `metrics.json`) and a writer of the report directory (plots, example
+    gallery, recall_at_k.csv and report.md)."""
     config = EvaluationConfig.from_dict(params)
     stages = dict(zip(TRAINED_RUNS, training_summaries))
-    metrics = evaluate_all(
+    result = run_evaluation(
         config,
         model_dirs={"retrieval_coco": retrieval_coco_model, "retrieval_f30k": retrieval_f30k_model,
                     "vqa": vqa_model, "nlvr2": nlvr2_model},
         dataset_dirs={"coco": coco_arrow, "f30k": f30k_arrow, "vqav2": vqav2_arrow, "nlvr2": nlvr2_arrow},
         stage_summaries=stages,
     )
+    metrics = result.metrics
     histories = {name: loss_history(Path(summary["log_csv"]).parent) for name, summary in stages.items()}
 
     def write(directory: Path) -> None:
-        write_report(directory, metrics, histories, stages)
+        write_report(directory, metrics, histories, stages, gallery=result.gallery)
 
     return metrics, write

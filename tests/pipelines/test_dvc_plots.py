@@ -1,0 +1,155 @@
+"""`make plots`: `dvc plots show` with our HTML template renders offline (vega from the page's own folder), the
+loss-curve template drops the empty epoch-end rows, and a missing library or a bad template is reported clearly.
+
+The page is rendered by the real DVC in a scratch git + DVC repository; the libraries are the ones `make setup`
+fetched into the venv (tests that need them skip when they are missing, e.g. on a machine without npm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from vlmo_pipeline.dvc_plots import (
+    MANIFEST,
+    PlotsError,
+    REMOTE_SCRIPT,
+    VEGA_PACKAGES,
+    fetch_vega,
+    main,
+    missing_vega_files,
+    show_plots,
+)
+from vlmo_pipeline.viz_snapshot import CHROMIUM_FLAGS, find_chromium
+
+TEMPLATE = REPO / "scripts" / "dvc_plots_template.html"
+VEGA_DIR = Path(sys.prefix) / "vega"
+
+LOSS_CSV = """epoch,step,train/loss_epoch,train/loss_step
+0,1,,2.5
+0,3,,2.25
+0,4,2.3,
+1,5,,1.75
+"""
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                DVC_NO_ANALYTICS="1")
+
+
+def _run(cwd: Path, *args: str) -> None:
+    result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture
+def plots_repo(tmp_path: Path) -> Path:
+    """A git + DVC repository with one loss log declared as a plot that uses the project's loss_steps template."""
+    repo = tmp_path / "repo"
+    (repo / "logs").mkdir(parents=True)
+    _run(repo, "git", "init", "-q")
+    _run(repo, sys.executable, "-m", "dvc", "init", "-q")
+    (repo / ".dvc" / "plots").mkdir(exist_ok=True)
+    shutil.copy(REPO / ".dvc" / "plots" / "loss_steps.json", repo / ".dvc" / "plots" / "loss_steps.json")
+    (repo / "scripts").mkdir()
+    shutil.copy(TEMPLATE, repo / "scripts" / TEMPLATE.name)
+    (repo / "logs" / "metrics.csv").write_text(LOSS_CSV)
+    (repo / "dvc.yaml").write_text(
+        "plots:\n  - logs/metrics.csv:\n      template: loss_steps\n      x: step\n      y: train/loss_step\n"
+    )
+    return repo
+
+
+@pytest.fixture
+def vega_dir() -> Path:
+    if missing_vega_files(VEGA_DIR):
+        pytest.skip(f"vega libraries not fetched into {VEGA_DIR} (make setup needs npm for that)")
+    return VEGA_DIR
+
+
+def _plot_spec(page: str) -> dict:
+    """The vega-lite spec DVC embedded for the one plot of the page."""
+    found = re.search(r"var spec\s*=\s*", page)
+    assert found, "no vega spec in the page"
+    spec, _ = json.JSONDecoder().raw_decode(page[found.end():])
+    return spec
+
+
+def test_page_renders_offline_with_the_libraries_beside_it(plots_repo: Path, vega_dir: Path, monkeypatch):
+    monkeypatch.setenv("PATH", _env()["PATH"])
+    page, offline = show_plots(Path("out/plots"), vega_dir, Path("scripts") / TEMPLATE.name, project=plots_repo)
+    assert offline and page == plots_repo / "out" / "plots" / "index.html"
+    html = page.read_text()
+    assert not REMOTE_SCRIPT.search(html) and "cdn.jsdelivr" not in html
+    for package in VEGA_PACKAGES:
+        assert f'<script src="{package}.min.js">' in html
+        assert (page.parent / f"{package}.min.js").read_bytes() == (vega_dir / f"{package}.min.js").read_bytes()
+    spec = _plot_spec(html)
+    steps = [row["step"] for row in spec["data"]["values"]]
+    assert steps == ["1", "3", "4", "5"]  # the data is in the page, epoch-end row included ...
+    assert spec["transform"][0]["filter"] == "datum['train/loss_step'] != null && datum['train/loss_step'] !== ''"
+    assert not list(page.parent.parent.glob(".plots.*")), "staging folder left behind"
+
+
+def test_chromium_draws_the_plot_from_file_urls(plots_repo: Path, vega_dir: Path, tmp_path: Path, monkeypatch):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium (make setup installs Debian's chromium)")
+    monkeypatch.setenv("PATH", _env()["PATH"])
+    page, _ = show_plots(Path("out"), vega_dir, Path("scripts") / TEMPLATE.name, project=plots_repo)
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+             page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    # vega-embed ran (no network: the scripts came from the folder) and drew a non-empty canvas
+    assert 'class="vega-embed' in dom, dom[-2000:]
+    assert '<canvas width="0"' not in dom and "<canvas" in dom
+
+
+def test_missing_libraries_fall_back_to_the_dvc_page_with_a_warning(plots_repo: Path, tmp_path: Path, capsys,
+                                                                    monkeypatch):
+    monkeypatch.setenv("PATH", _env()["PATH"])
+    page, offline = show_plots(Path("out"), tmp_path / "no-vega", Path("scripts") / TEMPLATE.name,
+                               project=plots_repo)
+    assert not offline and "cdn.jsdelivr.net" in page.read_text()
+    assert "warning: vega libraries missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("<html>{scripts}{plot_divs}</html>", "remove the {scripts} placeholder"),
+    ("<html><body></body></html>", "no {plot_divs} placeholder"),
+    ('<script src="https://cdn.example/vega.js"></script>{plot_divs}', "loads a script from the network"),
+])
+def test_bad_templates_are_refused(plots_repo: Path, vega_dir: Path, text: str, message: str, monkeypatch):
+    monkeypatch.setenv("PATH", _env()["PATH"])
+    (plots_repo / "bad.html").write_text(text)
+    with pytest.raises(PlotsError, match=message):
+        show_plots(Path("out"), vega_dir, Path("bad.html"), project=plots_repo)
+    assert not (plots_repo / "out").exists()
+
+
+def test_fetch_is_a_no_op_when_present_and_warns_without_npm(tmp_path: Path, monkeypatch, capsys):
+    present = tmp_path / "present"
+    present.mkdir()
+    for package in VEGA_PACKAGES:
+        (present / f"{package}.min.js").write_text("// stand-in")
+    (present / MANIFEST).write_text(json.dumps({"vega": "5.0.0"}))
+    # npm is never called when everything is there (a missing npm binary would raise)
+    assert fetch_vega(present, npm=str(tmp_path / "no-npm")) == {"vega": "5.0.0"}
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on PATH
+    with pytest.raises(FileNotFoundError, match="npm not found"):
+        fetch_vega(tmp_path / "empty")
+    assert main(["fetch", "--vega-dir", str(tmp_path / "empty")]) == 0  # setup must not fail without npm
+    assert "warning: npm not found" in capsys.readouterr().err
+    assert missing_vega_files(tmp_path / "empty") == [*(f"{p}.min.js" for p in VEGA_PACKAGES), MANIFEST]
