@@ -44,6 +44,10 @@ class VLMoConfig:
     image_size: int = 224
     in_chans: int = 3
     layer_scale_init_values: float | None = 0.1
+    # Std of the (truncated) normal init of every Linear weight. The official 0.02 suits width 768; a tiny model
+    # trained for a few hundred steps needs about 1/sqrt(embed_dim), or its [CLS] features stay dominated by the
+    # constant [CLS] embedding and the contrastive losses sit at ln(batch) (see docs/models.md).
+    linear_init_std: float = 0.02
     use_relative_position_bias: bool = True
     use_abs_pos_emb: bool = False
     norm_eps: float = 1e-6
@@ -126,6 +130,8 @@ class VLMoConfig:
             problems.append(f"attention_impl={self.attention_impl!r} not in {ATTENTION_IMPLS}")
         if self.max_text_len < 2:
             problems.append("max_text_len must be at least 2 ([CLS] + one token)")
+        if not self.linear_init_std > 0:
+            problems.append(f"linear_init_std must be > 0, got {self.linear_init_std}")
         if problems:
             raise ValueError("invalid VLMoConfig: " + "; ".join(problems))
 
@@ -210,6 +216,7 @@ register_config(
         image_size=64,
         max_text_len=40,
         max_text_len_of_initckpt=40,
+        linear_init_std=128**-0.5,
     )
 )
 register_config(
@@ -222,5 +229,6 @@ register_config(
         image_size=128,
         max_text_len=40,
         max_text_len_of_initckpt=40,
+        linear_init_std=256**-0.5,
     )
 )

@@ -11,12 +11,15 @@ from torch import nn
 LOGIT_SCALE_INIT = math.log(1 / 0.07)
 
 
-def init_bert_style(module: nn.Module) -> None:
+def init_bert_style(module: nn.Module, linear_std: float = 0.02) -> None:
     """Official ``objectives.init_weights``: Linear/Embedding N(0, .02), biases 0, LayerNorm 1/0.
 
-    Like the official code this also overwrites the zero padding row of the word embedding.
+    ``linear_std`` replaces 0.02 for Linear weights only (``VLMoConfig.linear_init_std``). Like the official
+    code this also overwrites the zero padding row of the word embedding.
     """
-    if isinstance(module, (nn.Linear, nn.Embedding)):
+    if isinstance(module, nn.Linear):
+        module.weight.data.normal_(mean=0.0, std=linear_std)
+    elif isinstance(module, nn.Embedding):
         module.weight.data.normal_(mean=0.0, std=0.02)
     elif isinstance(module, nn.LayerNorm):
         module.bias.data.zero_()

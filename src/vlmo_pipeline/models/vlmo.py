@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -85,10 +86,10 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 0.02, bound: float = 2.0) -
     return tensor.normal_(0.0, std).clamp_(-bound, bound)
 
 
-def _trunc_normal_init(module: nn.Module) -> None:
+def _trunc_normal_init(module: nn.Module, std: float = 0.02) -> None:
     """Transformer init of the official MultiWayTransformer: Linear trunc-normal(.02), LN 1/0."""
     if isinstance(module, nn.Linear):
-        trunc_normal_(module.weight)
+        trunc_normal_(module.weight, std)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
@@ -131,7 +132,7 @@ class MultiwayTransformer(nn.Module):
         for extra in (self.cls_token, self.pos_embed, self.mask_token):
             if extra is not None:
                 trunc_normal_(extra)
-        self.blocks.apply(_trunc_normal_init)
+        self.blocks.apply(partial(_trunc_normal_init, std=config.linear_init_std))
         _trunc_normal_init(self.norm)
 
     def visual_embed(self, images: torch.Tensor, patch_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,7 +182,7 @@ class VLMo(nn.Module):
         self.token_type_embeddings = nn.Embedding(2, dim)
         self.token_type_embeddings.apply(init_bert_style)
         self.pooler = Pooler(dim)
-        self.pooler.apply(init_bert_style)
+        self.pooler.apply(partial(init_bert_style, linear_std=config.linear_init_std))
         self._build_heads(config)
 
     # ------------------------------------------------------------------------------------ construction
@@ -212,7 +213,7 @@ class VLMo(nn.Module):
             if wanted and current is None:
                 created = factory()
                 if isinstance(created, nn.Module):
-                    created.apply(init_bert_style)
+                    created.apply(partial(init_bert_style, linear_std=config.linear_init_std))
                     created.to(device)
                 setattr(self, name, created)
             elif not wanted:
@@ -268,7 +269,7 @@ class VLMo(nn.Module):
             if wanted and block.mlp_vl is None:
                 block.mlp_vl = Mlp(new_config.embed_dim, new_config.mlp_hidden_dim)
                 block.norm2_vl = nn.LayerNorm(new_config.embed_dim, eps=new_config.norm_eps)
-                block.mlp_vl.apply(_trunc_normal_init)
+                block.mlp_vl.apply(partial(_trunc_normal_init, std=new_config.linear_init_std))
                 block.mlp_vl.to(device)
                 block.norm2_vl.to(device)
             elif not wanted and block.mlp_vl is not None:

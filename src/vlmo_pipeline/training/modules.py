@@ -84,7 +84,7 @@ class MIMPretrainModule(VLMoTaskModule):
         self.target = PixelRegressionTarget(normalize_per_patch=config.mim.normalize_per_patch)
         patch_size = model.config.patch_size
         self.mim_head = nn.Linear(model.config.embed_dim, self.target.target_dim(patch_size, model.config.in_chans))
-        trunc_normal_(self.mim_head.weight)
+        trunc_normal_(self.mim_head.weight, model.config.linear_init_std)
         nn.init.zeros_(self.mim_head.bias)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

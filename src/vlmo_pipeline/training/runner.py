@@ -122,7 +122,10 @@ def prepare_model(config: RunConfig, vocab_size: int) -> VLMo:
             "a model directory (did the previous stage run?)"
         )
     had_vlffn = any(block.mlp_vl is not None for block in model.transformer.blocks)
-    had_scales = {name for name in ("logit_scale", "logit_vl_scale") if getattr(model, name, None) is not None}
+    # Temperatures "created by this run": all of them for a model built from a config name, else the new ones.
+    from_checkpoint = config.init not in list_configs()
+    had_scales = {name for name in ("logit_scale", "logit_vl_scale")
+                  if from_checkpoint and getattr(model, name, None) is not None}
     vqa_labels = len(_vqa_answer_vocab(config)[0]) if config.stage == "vqa" else None
     model.set_tasks(config.tasks, vqa_num_labels=vqa_labels)
     if config.itc_temperature_init is not None:
@@ -319,6 +322,9 @@ def train(config: RunConfig) -> TrainOutcome:
     L.seed_everything(config.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
+    # On the CPU, subnormal floats (e.g. Adam's second moments of nearly-zero gradients late in a run) make
+    # every op touching them many times slower; flushing them to zero changes no result that matters.
+    torch.set_flush_denormal(True)
     vocab_file = resolve_vocab_file(config)
     tokenizer = VLMoTokenizer(vocab_file, lowercase=True, max_len=config.data.max_text_len)
     model = prepare_model(config, tokenizer.vocab_size)
