@@ -31,6 +31,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from vlmo_pipeline.datasets.directory import swap_into_place
+
 __all__ = [
     "VEGA_PACKAGES",
     "DEFAULT_OUT",
@@ -172,15 +174,6 @@ def _dvc() -> str:
     return found
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
-    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(staging, target)
-    if retired.exists():
-        shutil.rmtree(retired)
-
-
 def show_plots(out: Path = DEFAULT_OUT, vega_dir: Path | None = None, template: Path = DEFAULT_TEMPLATE,
                targets: tuple[str, ...] | list[str] = (), project: Path = Path(".")) -> tuple[Path, bool]:
     """Render the project's DVC plots into ``out/index.html``; returns (page, renders offline).
@@ -224,7 +217,7 @@ def show_plots(out: Path = DEFAULT_OUT, vega_dir: Path | None = None, template: 
                         shutil.copyfile(vega_dir / name, staging / name)
             if REMOTE_SCRIPT.search(page.read_text(encoding="utf-8")):
                 raise PlotsError(f"{page} still loads a script from the network; check {template}")
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "index.html", offline

@@ -87,7 +87,7 @@ class DirectoryDataset(AbstractDataset[Path, "DirectoryWriter | Path"]):
                 raise DatasetError(
                     f"DirectoryDataset({target}) can save a writer callable or a directory path, got {type(data)!r}"
                 )
-            _swap_into_place(staging, target)
+            swap_into_place(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -96,7 +96,7 @@ class DirectoryDataset(AbstractDataset[Path, "DirectoryWriter | Path"]):
         return f"{what}." + (f" {self._hint}" if self._hint else "")
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
+def swap_into_place(staging: Path, target: Path) -> None:
     """Replace ``target`` by ``staging`` with renames only (both live in the same parent directory)."""
     retired = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
