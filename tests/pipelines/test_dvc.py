@@ -209,3 +209,13 @@ def test_chain_reaches_evaluate_then_metrics_and_plots_show_its_numbers(dvc_repo
     assert "evaluate.retrieval_split" in _sh(dvc_repo, "dvc", "params", "diff")
     printed = _sh(dvc_repo, "dvc", "metrics", "diff")
     assert "failed to load" not in printed and changed[0] in printed, printed
+
+    # a stage-3 parameter: dvc status names only pretrain_stage3 (nothing upstream), and dvc repro re-runs stage 3
+    # and exactly the stages downstream of its checkpoint
+    _set_params(dvc_repo, "parameters_pretrain_stage3.yml", "pretrain_stage3", {"seed": 7})
+    assert set(_json_out(dvc_repo, "dvc", "status", "--json")) == {"pretrain_stage3"}
+    rerun = _stages_run(_sh(dvc_repo, "dvc", "repro"))
+    assert rerun[0] == "pretrain_stage3" and rerun[-1] == "evaluate"
+    assert set(rerun) == {"pretrain_stage3", "finetune_retrieval_coco", "finetune_retrieval_f30k", "finetune_vqa",
+                          "finetune_nlvr2", "evaluate"}
+    assert _json_out(dvc_repo, "dvc", "status", "--json") == {}
