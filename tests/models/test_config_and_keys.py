@@ -178,3 +178,24 @@ def test_config_json_round_trip():
     assert restored.loss_names == ("vqa",)
     with pytest.raises(ValueError, match="unknown field"):
         VLMoConfig.from_dict({**config.to_dict(), "bogus": 1})
+
+
+def test_linear_init_std_sets_every_linear_weight_but_not_embeddings():
+    torch.manual_seed(0)
+    tiny = create_model("vlmo_tiny", vocab_size=500, loss_names=("itc", "itm", "mlm", "vqa"), vqa_num_labels=20)
+    wide = create_model("vlmo_tiny", vocab_size=500, loss_names=("itc", "itm", "mlm", "vqa"), vqa_num_labels=20,
+                        linear_init_std=0.02)
+    assert tiny.config.linear_init_std == pytest.approx(128**-0.5)
+    for model, std in ((tiny, 128**-0.5), (wide, 0.02)):
+        linears = {name: module.weight for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+        # blocks, pooler and the heads created from loss_names (ITC projections, ITM, MLM, VQA) all follow the config
+        for part in ("transformer.blocks.0.attn.qkv", "transformer.blocks.3.mlp_vl.fc1", "pooler.dense",
+                     "itc_text_proj.fc", "itm_score.fc", "vqa_classifier.0"):
+            weight = next(w for name, w in linears.items() if name.startswith(part))
+            assert float(weight.detach().std()) == pytest.approx(std, rel=0.15), (part, std)
+        assert float(model.text_embeddings.word_embeddings.weight.detach().std()) == pytest.approx(0.02, rel=0.15)
+    # heads added later (fine-tuning) use the model's own value
+    tiny.set_tasks(["nlvr2"])
+    assert float(tiny.nlvr2_classifier[0].weight.detach().std()) == pytest.approx(128**-0.5, rel=0.15)
+    with pytest.raises(ValueError, match="linear_init_std"):
+        create_model("vlmo_tiny", linear_init_std=0.0)
