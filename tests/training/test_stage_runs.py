@@ -141,3 +141,16 @@ def test_missing_previous_stage_is_a_clear_error(tiny_world: Path, tmp_path: Pat
     config = tiny_run("stage3", tiny_world, tmp_path, init=tmp_path / "nowhere", vocab_file=str(tmp_path / "v.txt"))
     with pytest.raises(FileNotFoundError, match="vocab"):
         train(config)
+
+
+def test_itc_temperature_init_sets_the_temperatures_this_run_creates(tmp_path):
+    import math
+
+    fresh = prepare_model(run_config_from_dict({"stage": "retrieval", "init": "vlmo_tiny", "itc_temperature_init": 0.5}),
+                          vocab_size=300)
+    assert float(fresh.logit_scale) == pytest.approx(math.log(2.0))
+    fresh.logit_scale.data.fill_(1.25)
+    fresh.save_pretrained(tmp_path / "ckpt")
+    loaded = prepare_model(run_config_from_dict({"stage": "retrieval", "init": str(tmp_path / "ckpt"),
+                                                 "itc_temperature_init": 0.5}), vocab_size=300)
+    assert float(loaded.logit_scale) == pytest.approx(1.25)  # a loaded temperature is never touched
