@@ -87,7 +87,7 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 0.02, bound: float = 2.0) -
 
 
 def _trunc_normal_init(module: nn.Module, std: float = 0.02) -> None:
-    """Transformer init of the official MultiWayTransformer: Linear trunc-normal(std, officially .02), LN 1/0."""
+    """Transformer init of the official MultiWayTransformer: Linear trunc-normal(.02), LN 1/0."""
     if isinstance(module, nn.Linear):
         trunc_normal_(module.weight, std)
         if module.bias is not None:
