@@ -31,6 +31,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from vlmo_pipeline.data.img2dataset_layout import atomic_write_bytes
 from vlmo_pipeline.datasets.directory import swap_into_place
 
 __all__ = [
@@ -81,20 +82,6 @@ def missing_vega_files(vega_dir: Path) -> list[str]:
     return [name for name in wanted if not (Path(vega_dir) / name).is_file()]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; these are plain readable files
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _member(tar: tarfile.TarFile, name: str) -> bytes | None:
     """Bytes of one regular file of an npm tarball (read, never extracted to disk by path)."""
     try:
@@ -143,12 +130,12 @@ def fetch_vega(vega_dir: Path, npm: str | None = None, timeout: float = 300.0) -
                 if not script:
                     raise PlotsError(f"{tarball.name} has no package/build/{_script_name(package)}")
                 licence = _member(tar, "package/LICENSE")
-            _write_atomic(vega_dir / _script_name(package), script)
+            atomic_write_bytes(vega_dir / _script_name(package), script)
             if licence:
-                _write_atomic(vega_dir / f"{package}.LICENSE", licence)
+                atomic_write_bytes(vega_dir / f"{package}.LICENSE", licence)
             versions[package] = str(packed[package]["version"])
     # the manifest comes last: its presence means every library above is complete
-    _write_atomic(vega_dir / MANIFEST, (json.dumps(versions, indent=2) + "\n").encode())
+    atomic_write_bytes(vega_dir / MANIFEST, (json.dumps(versions, indent=2) + "\n").encode())
     return versions
 
 

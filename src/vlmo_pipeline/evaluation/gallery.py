@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from vlmo_pipeline.data.datasets import CorruptSampleError, ImageTextDataset, NLVR2Dataset, VQADataset  # noqa: E402
+from vlmo_pipeline.evaluation.report import save_figure  # noqa: E402
 from vlmo_pipeline.models.transforms import decode_image  # noqa: E402
 
 __all__ = [
@@ -304,7 +305,7 @@ def plot_retrieval_gallery(examples: Sequence[RetrievalExample], path: str | os.
             _draw_ranked(axis, entry, f"#{rank}")
         if example.ground_truth is not None:
             _draw_ranked(axes[-1], example.ground_truth, f"#{example.ground_truth_rank}")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _draw_ranked(axis, entry: RankedImage, rank: str) -> None:
@@ -337,7 +338,7 @@ def plot_vqa_examples(examples: Sequence[VQAExample], path: str | os.PathLike,
         axis.set_xlabel(f"predicted: {example.predicted} ({verdict})\ntrue: {example.truth}", fontsize=8,
                         color=colour, parse_math=False)
         _frame(axis, colour, 4)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_nlvr2_examples(examples: Sequence[NLVR2Example], path: str | os.PathLike,
@@ -361,20 +362,7 @@ def plot_nlvr2_examples(examples: Sequence[NLVR2Example], path: str | os.PathLik
         verdict = "right" if example.correct else "wrong"
         cell.supxlabel(f"predicted: {example.predicted}  ·  true: {example.truth}  ({verdict})", fontsize=9,
                        color=colour, parse_math=False)
-    return _save(figure, path)
-
-
-def _save(figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
-    finally:
-        plt.close(figure)
-        temporary.unlink(missing_ok=True)
-    return path
+    return save_figure(figure, path)
 
 
 # ----------------------------------------------------------------------------------------------- markdown

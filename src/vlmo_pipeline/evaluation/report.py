@@ -29,6 +29,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vlmo_pipeline.data.img2dataset_layout import atomic_write_text  # noqa: E402
+
 if TYPE_CHECKING:
     from vlmo_pipeline.evaluation.gallery import Gallery
 
@@ -41,6 +43,7 @@ __all__ = [
     "plot_recall_bars",
     "recall_table_csv",
     "render_report_markdown",
+    "save_figure",
     "write_report",
 ]
 
@@ -135,7 +138,7 @@ def plot_loss_curves(histories: Mapping[str, Sequence[tuple[int, float]]], path:
         axis.legend(fontsize=7)
     figure.suptitle("Training loss of every stage and task")
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_recall_bars(metrics: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -157,16 +160,20 @@ def plot_recall_bars(metrics: Mapping[str, Any], path: str | os.PathLike) -> Pat
         axis.set_title(f"{name} test retrieval")
         axis.legend()
     figure.tight_layout()
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
-def _save_figure(figure, path: str | os.PathLike) -> Path:
+def save_figure(figure, path: str | os.PathLike) -> Path:
+    """Save a matplotlib figure as ``path`` (format from its suffix) via a temporary sibling, then close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        figure.savefig(temporary, dpi=100)
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        temporary.unlink(missing_ok=True)
     return path
 
 
@@ -235,16 +242,6 @@ def recall_table_csv(metrics: Mapping[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def _write_text(path: Path, text: str) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any],
                  histories: Mapping[str, Sequence[tuple[int, float]]],
                  stages: Mapping[str, Mapping[str, Any]], gallery: Gallery | None = None) -> Path:
@@ -258,6 +255,8 @@ def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any],
         "Training loss curves": plot_loss_curves(histories, directory / "loss_curves.png").name,
         "Recall@K against chance": plot_recall_bars(metrics, directory / "recall_at_k.png").name,
     }
-    _write_text(directory / "recall_at_k.csv", recall_table_csv(metrics))
+    atomic_write_text(directory / "recall_at_k.csv", recall_table_csv(metrics))
     sections = write_gallery(directory, gallery) if gallery is not None else []
-    return _write_text(directory / "report.md", render_report_markdown(metrics, stages, plots, sections))
+    report = directory / "report.md"
+    atomic_write_text(report, render_report_markdown(metrics, stages, plots, sections))
+    return report
