@@ -410,24 +410,42 @@ def test_generated_answers_and_labels_are_balanced(world):
         assert 0.4 <= labels["True"] / (labels["True"] + labels["False"]) <= 0.6
 
 
+def _has(scene, colour: str, shape: str | None = None) -> bool:
+    return any(o.color == colour and (shape is None or o.shape == shape) for o in scene.objects)
+
+
+def _truth_from_sentence(text: str, left, right) -> bool:
+    """Recompute a statement's truth from its words alone (independently of ``Statement.holds``)."""
+    pick = {"left": left, "right": right}
+    if m := re.fullmatch(r"(?:The (left|right) image contains an? (\w+) shape|There is an? (\w+) shape in the (left|right) image)\.", text):
+        return _has(pick[m[1] or m[4]], m[2] or m[3])
+    if m := re.fullmatch(r"The (left|right) image shows an? (\w+) (\w+)\.", text):
+        return _has(pick[m[1]], m[2], m[3])
+    if m := re.fullmatch(r"(?:Both images contain an? (\w+) shape|Each image shows at least one (\w+) shape)\.", text):
+        colour = m[1] or m[2]
+        return _has(left, colour) and _has(right, colour)
+    if m := re.fullmatch(r"Both images contain an? (\w+) (\w+)\.", text):
+        return _has(left, m[1], m[2]) and _has(right, m[1], m[2])
+    if m := re.fullmatch(r"At least one image contains an? (\w+) shape\.", text):
+        return _has(left, m[1]) or _has(right, m[1])
+    if m := re.fullmatch(r"At least one image contains an? (\w+) (\w+)\.", text):
+        return _has(left, m[1], m[2]) or _has(right, m[1], m[2])
+    if m := re.fullmatch(r"There are more (\w+) shapes in the (left|right) image than in the (left|right) image\.", text):
+        count = {side: sum(o.color == m[1] for o in scene.objects) for side, scene in pick.items()}
+        return count[m[2]] > count[m[3]]
+    raise AssertionError(f"unknown NLVR2 sentence form: {text!r}")
+
+
 def test_nlvr2_statements_are_computed_from_the_scenes():
     rng = random.Random(3)
-    for _ in range(300):
+    forms = set()
+    for _ in range(400):
         statement = scenes.random_statement(rng)
         left, right = (scenes.sample_scene(rng, 64, focus=list(statement.focus)) for _ in range(2))
-        text, truth = statement.sentence, statement.holds(left, right)
-        match = re.fullmatch(r"The (left|right) image contains exactly (\w+) (\w+)\.", text)
-        if match:
-            scene = left if match[1] == "left" else right
-            shape = (
-                match[3]
-                if match[3] in scenes.SHAPES
-                else next(s for s in scenes.SHAPES if scenes.plural(s) == match[3])
-            )
-            assert truth == (scene.count(shape=shape) == scenes.NUMBER_WORDS.index(match[2]))
-        match = re.fullmatch(r"Both images contain an? (\w+) (\w+)\.", text)
-        if match:
-            assert truth == (left.count(match[1], match[2]) > 0 and right.count(match[1], match[2]) > 0)
+        assert statement.holds(left, right) == _truth_from_sentence(statement.sentence, left, right), statement.sentence
+        words = statement.sentence.split()
+        forms.add(" ".join(w for w in words if w not in scenes.COLOR_NAMES and w.rstrip(".") not in scenes.SHAPES))
+    assert len(forms) >= 7  # every template (and both phrasings of some) was drawn
 
 
 def test_text_mentions_only_what_the_scene_contains():

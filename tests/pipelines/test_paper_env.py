@@ -44,6 +44,7 @@ def test_paper_values_are_the_papers(paper_params: dict):
                     * stage3.trainer.accumulate_grad_batches)
     assert (global_batch, stage3.optim.lr, stage3.trainer.max_steps, stage3.optim.warmup) == (1024, 2e-4, 200000, 2500)
     assert stage3.itc_temperature_init is None  # official 0.07, not the demo's 0.3
+    assert stage3.itm_negatives == "hard"  # official look-alike negatives, not the demo's random ones
     stage2 = run_config_from_dict(paper_params["pretrain_stage2"])
     assert stage2.data.batch_size * stage2.trainer.devices * stage2.trainer.accumulate_grad_batches == 1024
     vqa = run_config_from_dict(paper_params["finetune_vqa"])

@@ -12,6 +12,7 @@ from vlmo_pipeline.training.objectives import (
     batch_blockwise_masks,
     blockwise_patch_mask,
     sample_hard_negatives,
+    sample_itm_negatives,
 )
 
 
@@ -55,6 +56,30 @@ def test_sampler_follows_the_softmax_of_the_other_columns():
     assert set(neg_texts.unique().tolist()) == {1, 2} and set(neg_images.unique().tolist()) == {1, 2}
     assert (neg_texts == 1).float().mean().item() == pytest.approx(0.75, abs=0.04)
     assert (neg_images == 1).float().mean().item() == pytest.approx(0.5, abs=0.04)
+
+
+def test_random_itm_negatives_ignore_the_similarities_but_never_pick_the_own_pair():
+    # Each of 8 samples has one peaked other column: "hard" draws it almost always, "random" spreads uniformly
+    # over the 7 others. 500 calls give 4,000 draws per mode.
+    n_global = 8
+    own = torch.arange(n_global)
+    peaked = (own + 1) % n_global
+    logits = torch.zeros(n_global, n_global)
+    logits[own, peaked] = 30.0
+    logits[own, own] = 50.0  # the positive pair: highest, never drawn
+    generator = torch.Generator().manual_seed(0)
+
+    def draws(mode: str) -> torch.Tensor:
+        return torch.stack([torch.stack(sample_itm_negatives(logits, logits, 0, mode=mode, generator=generator))
+                            for _ in range(500)])
+
+    hard, random_ = draws("hard"), draws("random")
+    assert not torch.any(hard == own) and not torch.any(random_ == own)
+    assert (hard == peaked).float().mean().item() > 0.99
+    assert (random_ == peaked).float().mean().item() == pytest.approx(1 / 7, abs=0.03)
+    assert set(random_.unique().tolist()) == set(range(n_global))
+    with pytest.raises(ValueError, match="'hard' or 'random'"):
+        sample_itm_negatives(logits, logits, 0, mode="easy")
 
 
 def test_sampler_falls_back_to_uniform_for_unusable_rows():

@@ -92,6 +92,15 @@ def test_stage3_vlffn_copy_option(tiny_world: Path, stage2_dir: Path, tmp_path: 
     assert torch.equal(block.mlp_vl.fc1.weight, block.mlp_text.fc1.weight)
 
 
+def test_stage3_trains_with_random_itm_negatives(tiny_world: Path, stage2_dir: Path, tmp_path: Path):
+    outcome = train(tiny_run("stage3", tiny_world, tmp_path, init=stage2_dir, itm_negatives="random"))
+    history = loss_history(tmp_path / "reports" / "stage3", key="train/itm_loss_step")
+    assert len(history) == 2 and all(0 < loss < 5 for _, loss in history)
+    assert outcome.summary["global_step"] == 2
+    with pytest.raises(ValueError, match="itm_negatives must be 'hard' or 'random'"):
+        tiny_run("stage3", tiny_world, tmp_path, init=stage2_dir, itm_negatives="easy")
+
+
 def test_resume_from_last_checkpoint_continues_the_run(tiny_world: Path, stage1_dir: Path, tmp_path: Path):
     first = train(tiny_run("stage2", tiny_world, tmp_path, init=stage1_dir, steps=2))
     assert first.summary["resumed_from"] is None and first.summary["global_step"] == 2

@@ -71,7 +71,7 @@ def plan_counts(n_images: int) -> dict[str, dict[str, int]]:
         "cc3m": {"train": part(3 / 4), "val": part(1 / 4)},
         "sbu": {"train": part(1 / 2)},
         # NLVR2 counts are image pairs; sets of four pairs share their sentences, as in the real data.
-        "nlvr2": {"train": pairs(3 / 2), "dev": pairs(3 / 8), "test1": pairs(3 / 8)},
+        "nlvr2": {"train": pairs(3), "dev": pairs(3 / 4), "test1": pairs(3 / 4)},
         "text": {"sentences": part(7.5, 20)},
     }
 

@@ -637,7 +637,14 @@ def _side(scenes: tuple[Scene, Scene], side: str) -> Scene:
 
 
 def random_statement(rng: random.Random, hint: Scene | None = None) -> Statement:
-    """One NLVR2 statement from nine templates; ``hint`` (a scene) biases attributes toward ones it contains."""
+    """One NLVR2 statement from seven templates; ``hint`` (a scene) biases attributes toward ones it contains.
+
+    The templates combine what each image shows with the logic of the pair: one side (left/right), both images
+    (and), at least one image (or), and one count comparison. They name a colour, or a colour with a shape:
+    at 64 pixels the tiny demo model tells colours apart far more reliably than shapes alone, and templates built
+    on shape alone, exact counts, spatial relations or negation ("neither", "exactly one") stayed at chance after
+    a demo-length fine-tune (see "Demo tuning notes" in docs/models.md).
+    """
     if hint is not None and hint.objects and rng.random() < 0.7:
         obj = rng.choice(hint.objects)
         color, shape = obj.color, obj.shape
@@ -645,78 +652,51 @@ def random_statement(rng: random.Random, hint: Scene | None = None) -> Statement
         color, shape = rng.choice(COLOR_NAMES), rng.choice(SHAPES)
     side = rng.choice(["left", "right"])
     other = "right" if side == "left" else "left"
-    template = rng.randrange(9)
+    template = rng.randrange(7)
 
     if template == 0:
-        n = rng.randint(1, 3)
-        noun = shape if n == 1 else plural(shape)
         sentence = rng.choice(
             [
-                f"The {side} image contains exactly {number_word(n)} {noun}.",
-                f"There are exactly {number_word(n)} {noun} in the {side} image.",
+                f"The {side} image contains {article(color)} {color} shape.",
+                f"There is {article(color)} {color} shape in the {side} image.",
             ]
         )
-        if n == 1:
-            sentence = sentence.replace("There are exactly", "There is exactly")
-        return Statement(sentence, lambda l, r: _side((l, r), side).count(shape=shape) == n, ((None, shape),), shape)
+        return Statement(sentence, lambda l, r: _side((l, r), side).count(color=color) > 0, ((color, None),), "shape")
     if template == 1:
-        sentence = f"There are more {color} shapes in the {side} image than in the {other} image."
-        return Statement(
-            sentence,
-            lambda l, r: _side((l, r), side).count(color=color) > _side((l, r), other).count(color=color),
-            ((color, None),),
-            "shape",
-        )
+        sentence = f"The {side} image shows {article(color)} {color} {shape}."
+        return Statement(sentence, lambda l, r: _side((l, r), side).count(color, shape) > 0, ((color, shape),), shape)
     if template == 2:
         sentence = rng.choice(
             [
-                f"Both images contain {article(color)} {color} {shape}.",
-                f"Each image shows at least one {color} {shape}.",
+                f"Both images contain {article(color)} {color} shape.",
+                f"Each image shows at least one {color} shape.",
             ]
         )
         return Statement(
-            sentence, lambda l, r: l.count(color, shape) > 0 and r.count(color, shape) > 0, ((color, shape),), shape
+            sentence, lambda l, r: l.count(color=color) > 0 and r.count(color=color) > 0, ((color, None),), "shape"
         )
     if template == 3:
-        sentence = f"Exactly one image contains {article(shape)} {shape}."
+        sentence = f"Both images contain {article(color)} {color} {shape}."
         return Statement(
-            sentence, lambda l, r: (l.count(shape=shape) > 0) != (r.count(shape=shape) > 0), ((None, shape),), shape
+            sentence, lambda l, r: l.count(color, shape) > 0 and r.count(color, shape) > 0, ((color, shape),), shape
         )
     if template == 4:
-        other_shape = rng.choice(SHAPES)
-        relation = rng.choice(["to the left of", "to the right of", "above", "below"])
-        sentence = (
-            f"In the {side} image, {article(color)} {color} {shape} is {relation} {article(other_shape)} {other_shape}."
-        )
-
-        def holds_rel(l: Scene, r: Scene) -> bool:
-            scene = _side((l, r), side)
-            return any(
-                holds_relation(a, relation, b)
-                for a in scene.matching(color, shape)
-                for b in scene.matching(shape=other_shape)
-                if a is not b
-            )
-
-        return Statement(sentence, holds_rel, ((color, shape), (None, other_shape)), shape)
-    if template == 5:
-        n = rng.randint(1, 4)
-        sentence = f"The {side} image shows {number_word(n)} shape{'s' if n > 1 else ''} in total."
-        return Statement(sentence, lambda l, r: len(_side((l, r), side).objects) == n, (), "shape")
-    if template == 6:
-        sentence = f"Both images contain the same number of {plural(shape)}."
-        return Statement(sentence, lambda l, r: l.count(shape=shape) == r.count(shape=shape), ((None, shape),), shape)
-    if template == 7:
-        sentence = f"All shapes in the {side} image are {color}."
+        sentence = f"At least one image contains {article(color)} {color} shape."
         return Statement(
-            sentence,
-            lambda l, r: all(obj.color == color for obj in _side((l, r), side).objects),
-            ((color, None),),
-            "shape",
+            sentence, lambda l, r: l.count(color=color) > 0 or r.count(color=color) > 0, ((color, None),), "shape"
         )
-    n = rng.randint(2, 4)
-    sentence = f"There are at least {number_word(n)} {color} shapes in the two images combined."
-    return Statement(sentence, lambda l, r: l.count(color=color) + r.count(color=color) >= n, ((color, None),), "shape")
+    if template == 5:
+        sentence = f"At least one image contains {article(color)} {color} {shape}."
+        return Statement(
+            sentence, lambda l, r: l.count(color, shape) > 0 or r.count(color, shape) > 0, ((color, shape),), shape
+        )
+    sentence = f"There are more {color} shapes in the {side} image than in the {other} image."
+    return Statement(
+        sentence,
+        lambda l, r: _side((l, r), side).count(color=color) > _side((l, r), other).count(color=color),
+        ((color, None),),
+        "shape",
+    )
 
 
 # --------------------------------------------------------------------------------------------- text corpus

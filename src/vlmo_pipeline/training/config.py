@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vlmo_pipeline.training.freezing import STAGE1_TRAINABLE, STAGE2_TRAINABLE
+from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES
 from vlmo_pipeline.training.optim import OptimConfig
 
 __all__ = [
@@ -187,10 +188,10 @@ class RunConfig:
             default to the spec's freezing rules.
         vlffn_init: stage 3 VL-FFN initialisation when the checkpoint has none: ``random`` (official code),
             ``text`` or ``image`` (copy the L-FFN / V-FFN of the same block).
-        itc_ramp_steps: stage 3 only: the ITC loss weight ramps linearly from 0 to 1 over this many steps (0 =
-            official, full weight from the start). On a tiny randomly initialised model the contrastive loss first
-            collapses every [CLS] feature to one point, which also stalls ITM; letting ITM and MLM shape the
-            features first avoids that plateau (a demo-scale aid, documented in the parameters).
+        itm_negatives: stage 3 only: how ITM picks its negative pairs. ``hard`` (official): sampled from the ITC
+            similarities, so the negative is a look-alike; ``random``: uniform over the other pairs of the global
+            batch. The demo world's captions describe a part of the scene, so its look-alikes are often true of
+            the image as well: such a "negative" is a wrong label, and the tiny model's ITM stays at its 2:1 prior.
         itc_temperature_init: initial temperature of ITC heads *created* by this run (``logit_scale`` =
             ln(1/T)); ``None`` keeps the official 0.07. Existing (loaded) temperatures are never touched.
     """
@@ -208,7 +209,7 @@ class RunConfig:
     trainable: list[str] | None = None
     vlffn_init: str = "random"
     itc_temperature_init: float | None = None
-    itc_ramp_steps: int = 0
+    itm_negatives: str = "hard"
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -227,6 +228,8 @@ class RunConfig:
             self.trainable = list(STAGE2_TRAINABLE)
         if self.vlffn_init not in ("random", "text", "image"):
             raise ValueError(f"vlffn_init must be 'random', 'text' or 'image'; got {self.vlffn_init!r}")
+        if self.itm_negatives not in ITM_NEGATIVE_MODES:
+            raise ValueError(f"itm_negatives must be 'hard' or 'random'; got {self.itm_negatives!r}")
         if self.itc_temperature_init is not None and self.itc_temperature_init <= 0:
             raise ValueError(f"itc_temperature_init must be > 0; got {self.itc_temperature_init}")
         if self.stage != "stage1" and self.init_from:

@@ -32,7 +32,7 @@ from vlmo_pipeline.training.objectives import (
     mim_loss,
     mlm_loss,
     nlvr2_loss,
-    sample_hard_negatives,
+    sample_itm_negatives,
     vqa_loss,
 )
 from vlmo_pipeline.training.optim import configure_optimization
@@ -111,7 +111,7 @@ class TextMLMModule(VLMoTaskModule):
 
 
 class VLPretrainModule(VLMoTaskModule):
-    """Stage 3: ITC (both branches) + ITM with global hard negatives + weighted MLM (spec §4.1–4.3).
+    """Stage 3: ITC (both branches) + ITM with global hard (or random) negatives + weighted MLM (spec §4.1–4.3).
 
     Passes per step: image-only and text-only (each with the VL-FFN re-run of the top blocks), then *one* fused
     call over 4B rows = [positives; (hard-negative image, text); (image, hard-negative text); masked text with its
@@ -130,8 +130,8 @@ class VLPretrainModule(VLMoTaskModule):
 
         offset = itc["local_offset"]
         rows = slice(offset, offset + batch_size)
-        neg_image_index, neg_text_index = sample_hard_negatives(
-            itc["logits_per_image"][rows], itc["logits_per_text"][rows], offset
+        neg_image_index, neg_text_index = sample_itm_negatives(
+            itc["logits_per_image"][rows], itc["logits_per_text"][rows], offset, mode=self.config.itm_negatives
         )
         all_images = all_gather_no_grad(images)
         all_text_ids = all_gather_no_grad(text_ids)
@@ -146,9 +146,7 @@ class VLPretrainModule(VLMoTaskModule):
         mlm_logits = model.mlm_score(fused.text_feats[3 * batch_size :])
         mlm = mlm_loss(mlm_logits, batch["text_labels_mlm"])
         mlm_weight = VL_MLM_WEIGHT if self.config.mlm.weight is None else self.config.mlm.weight
-        ramp = self.config.itc_ramp_steps
-        itc_weight = min(1.0, self.global_step / ramp) if ramp > 0 else 1.0
-        loss = itc_weight * itc["loss"] + itm + mlm_weight * mlm
+        loss = itc["loss"] + itm + mlm_weight * mlm
         self._log_losses(
             {
                 "loss": loss,

@@ -8,6 +8,7 @@ Contents:
 * ITC: :func:`contrastive_loss`, :func:`itc_loss` (two branches, features gathered across ranks *with*
   gradient; see :mod:`vlmo_pipeline.training.distributed` for why).
 * ITM: :func:`sample_hard_negatives` (global hard negatives from the ITC similarities, vectorised),
+  :func:`sample_itm_negatives` (hard, or uniform random negatives for the demo),
   :func:`itm_labels`, :func:`itm_loss`, :func:`itm_accuracy`.
 * MLM: :func:`mlm_loss`, :data:`VL_MLM_WEIGHT`.
 * Stage-1 masked image modeling: :func:`blockwise_patch_mask`, :func:`batch_blockwise_masks`,
@@ -34,6 +35,8 @@ __all__ = [
     "contrastive_loss",
     "itc_loss",
     "sample_hard_negatives",
+    "ITM_NEGATIVE_MODES",
+    "sample_itm_negatives",
     "itm_labels",
     "itm_loss",
     "itm_accuracy",
@@ -211,6 +214,27 @@ def sample_hard_negatives(
     neg_text_for_each_image = _sample_one_negative_per_row(logits_per_image_local_rows, local_offset, generator)
     neg_image_for_each_text = _sample_one_negative_per_row(logits_per_text_local_rows, local_offset, generator)
     return neg_image_for_each_text, neg_text_for_each_image
+
+
+#: how stage 3 picks ITM negatives (``RunConfig.itm_negatives``)
+ITM_NEGATIVE_MODES: tuple[str, ...] = ("hard", "random")
+
+
+def sample_itm_negatives(
+    logits_per_image_local_rows: torch.Tensor,
+    logits_per_text_local_rows: torch.Tensor,
+    local_offset: int,
+    mode: str = "hard",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ITM negatives in ``mode`` ``hard`` (:func:`sample_hard_negatives`, official) or ``random``: the same
+    sampler with equal weights, i.e. uniform over the other pairs of the global batch (own pair still excluded)."""
+    if mode == "random":
+        logits_per_image_local_rows = torch.zeros_like(logits_per_image_local_rows)
+        logits_per_text_local_rows = torch.zeros_like(logits_per_text_local_rows)
+    elif mode not in ITM_NEGATIVE_MODES:
+        raise ValueError(f"ITM negative mode must be 'hard' or 'random'; got {mode!r}")
+    return sample_hard_negatives(logits_per_image_local_rows, logits_per_text_local_rows, local_offset, generator)
 
 
 def itm_labels(batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
