@@ -30,6 +30,19 @@ def test_registry_lists_every_data_pipeline():
     assert expected <= names
 
 
+def test_registering_the_pipelines_imports_no_training_stack():
+    # Kedro imports every node module at start-up: torch / torchvision / Lightning / matplotlib there would cost
+    # each `kedro run` (the data pipelines too) and Kedro-Viz several seconds; the training nodes defer them.
+    code = (
+        "import sys\n"
+        "from vlmo_pipeline.pipeline_registry import register_pipelines\n"
+        "register_pipelines()\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'lightning', 'matplotlib') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_demo_data_then_ingest_fills_every_manifest(kedro_project: Path, monkeypatch):
     monkeypatch.chdir(kedro_project)
     _run(kedro_project, "demo_data", TINY_WORLD)

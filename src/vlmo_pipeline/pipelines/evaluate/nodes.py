@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlmo_pipeline.evaluation.report import write_report
-from vlmo_pipeline.evaluation.suite import EvaluationConfig, run_evaluation
-from vlmo_pipeline.training.runner import loss_history
-
 #: Training summaries the node receives, in chain order (names of the `<name>_training_summary` datasets).
 TRAINED_RUNS = ("stage1", "stage2", "stage3", "retrieval_coco", "retrieval_f30k", "vqa", "nlvr2")
 
@@ -27,6 +23,11 @@ def evaluate_models(
 ) -> tuple[dict[str, Any], Any]:
     """Return the metrics dictionary (→ `metrics.json`) and a writer of the report directory (plots, example
     gallery, recall_at_k.csv and report.md)."""
+    # Deferred imports (torch, Lightning, matplotlib): Kedro imports every node module at start-up (see training.node).
+    from vlmo_pipeline.evaluation.report import write_report
+    from vlmo_pipeline.evaluation.suite import EvaluationConfig, run_evaluation
+    from vlmo_pipeline.training.runner import loss_history
+
     config = EvaluationConfig.from_dict(params)
     stages = dict(zip(TRAINED_RUNS, training_summaries))
     result = run_evaluation(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlmo_pipeline.training.launch import configure_run, train_for_catalog
+from vlmo_pipeline.training.node import train_node
 
 
 def finetune_retrieval_coco(init_model: Path, coco_arrow: Path, params: dict[str, Any]) -> tuple:
@@ -14,5 +14,4 @@ def finetune_retrieval_coco(init_model: Path, coco_arrow: Path, params: dict[str
     Starts from the `pretrained_model` directory; the Arrow dataset folders come from the catalog. Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
-    config = configure_run(params, "parameters finetune_retrieval_coco", init=init_model, dataset_dirs={"coco": coco_arrow})
-    return train_for_catalog(config)
+    return train_node(params, "parameters finetune_retrieval_coco", init=init_model, dataset_dirs={"coco": coco_arrow})
