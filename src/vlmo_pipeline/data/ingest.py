@@ -69,7 +69,9 @@ class IngestConfig:
     max_image_side: downscale + JPEG re-encode images whose longer side is larger (None: keep original bytes);
     jpeg_quality: quality of that re-encode. max_image_pixels: width*height above this is a decompression bomb.
     max_caption_chars: longer captions/questions/sentences are rejected. min_answer_count / vqa_vocab_splits:
-    VQA answer vocabulary (spec §5.3: ≥9 over train+val).
+    VQA answer vocabulary (spec §5.3: ≥9 over train+val). vqav2_rest_val_images / vqav2_rest_val_seed: > 0 writes
+    VQA val as ``trainable_val`` + ``rest_val`` (that many val images, a seeded choice; spec §5.3: 1,000) instead
+    of ``val``; 0 keeps val whole.
     """
 
     shard_rows: int | None = 5000
@@ -84,6 +86,8 @@ class IngestConfig:
     max_caption_chars: int = 1000
     min_answer_count: int = 9
     vqa_vocab_splits: tuple[str, ...] = field(default=("train", "val"))
+    vqav2_rest_val_images: int = 0
+    vqav2_rest_val_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -98,6 +102,9 @@ class IngestConfig:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.max_image_pixels < 1 or self.max_caption_chars < 1 or self.min_answer_count < 1:
             raise ValueError("max_image_pixels, max_caption_chars and min_answer_count must be >= 1")
+        if self.vqav2_rest_val_images < 0:
+            raise ValueError(f"vqav2_rest_val_images must be >= 0 (0 = keep val whole); got "
+                             f"{self.vqav2_rest_val_images}")
         # Accept a list from YAML/Kedro parameters but keep the dataclass hashable.
         object.__setattr__(self, "vqa_vocab_splits", tuple(self.vqa_vocab_splits))
 
@@ -121,7 +128,8 @@ def open_raw_source(
     common = {"max_caption_chars": config.max_caption_chars}
     if name == "vqav2":
         return open_vqav2(raw_root, image_root=image_root, min_answer_count=config.min_answer_count,
-                          vocab_splits=config.vqa_vocab_splits, **common, **options)
+                          vocab_splits=config.vqa_vocab_splits, rest_val_images=config.vqav2_rest_val_images,
+                          rest_val_seed=config.vqav2_rest_val_seed, **common, **options)
     if image_root is not None:
         raise ValueError(f"image_root is only used by vqav2, not {name!r}")
     openers = {"coco": open_coco, "f30k": open_f30k, "vg": open_vg, "cc3m": open_cc3m, "sbu": open_sbu,

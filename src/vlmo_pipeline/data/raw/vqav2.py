@@ -14,11 +14,18 @@ Choices (documented in docs/data_layout.md):
 * a train question without any in-vocabulary answer is dropped (reject ``answer_not_in_vocab``); in val it is
   kept with empty labels (score 0), so the val metric is measured on every question, not a filtered subset;
 * rows sorted by image id, questions by question id; the test split (questions only) has empty answer lists and
-  ``answer_type`` "".
+  ``answer_type`` "";
+* ``rest_val_images`` > 0 carves val the way the official writer does (spec §5.3, §6): ``rest_val`` = that many
+  val images, ``trainable_val`` = every other val image, and no ``val`` split is written. The official writer
+  took the last 1,000 rows of a table shuffled with an unseeded RNG; here the images are a seeded sample
+  (``rest_val_seed``) of the sorted ids of the val images that yield a row, so a re-run picks the same ones.
+  Both halves keep val's question policy (unanswerable questions kept with empty labels; training leaves them
+  out when it loads the rows).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,8 @@ from vlmo_pipeline.data.raw.vqa_answers import build_answer_vocab, score_answers
 VQA_SPLITS = ("train", "val", "test")
 SUBSET_OF_SPLIT = {"train": "train2014", "val": "val2014", "test": "test2015"}
 ANNOTATED_SPLITS = ("train", "val")
+#: Output splits that replace ``val`` when it is carved (``rest_val_images`` > 0), in the official table names.
+CARVED_VAL_SPLITS = ("trainable_val", "rest_val")
 QUESTIONS_EXPECTED = '{"questions": [{"image_id", "question", "question_id"}, ...], ...}'
 ANNOTATIONS_EXPECTED = (
     '{"annotations": [{"question_id", "image_id", "multiple_choice_answer", "answer_type", '
@@ -115,11 +124,17 @@ def open_vqav2(
     vocab_splits: tuple[str, ...] = ANNOTATED_SPLITS,
     questions_files: dict[str, str | Path] | None = None,
     annotations_files: dict[str, str | Path] | None = None,
+    rest_val_images: int = 0,
+    rest_val_seed: int = 0,
 ) -> RawSource:
     """Parse VQA v2 questions/annotations, build the answer vocabulary, return a streaming :class:`RawSource`.
 
     ``RawSource.artifacts["answer_vocab.json"]`` holds the vocabulary (list of answers, index = label id).
+    ``rest_val_images`` > 0 writes val as ``trainable_val`` + ``rest_val`` (that many images, drawn with
+    ``rest_val_seed``) instead of ``val`` (module docstring).
     """
+    if rest_val_images < 0:
+        raise ValueError(f"rest_val_images must be >= 0 (0 = keep val whole), got {rest_val_images}")
     root = Path(root)
     images = Path(image_root) if image_root is not None else root.parent / "coco"
     question_files = {split: Path(questions_files[split]) if questions_files and split in questions_files
@@ -156,46 +171,83 @@ def open_vqav2(
     total = sum(len({q["image_id"] for q in parsed[s][0].values()}) for s in splits)
     info = {"answer_vocab_size": len(vocab), "vocab_splits": [s for s in vocab_splits if s in parsed],
             "min_answer_count": min_answer_count, "image_root": str(images)}
-    items = _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images, max_caption_chars)
+    rest_val: set[int] = set()
+    if rest_val_images:
+        if "val" not in parsed:
+            raise RawLayoutError(question_files["val"], f"rest_val_images={rest_val_images} carves the val split, "
+                                 "but there is no val questions file")
+        rest_val = _choose_rest_val(parsed["val"], answer_to_label, str(question_files["val"]),
+                                    str(annotation_files["val"]), max_caption_chars, rest_val_images, rest_val_seed)
+        splits = tuple(s for split in splits for s in (CARVED_VAL_SPLITS if split == "val" else (split,)))
+        info.update(rest_val_images=rest_val_images, rest_val_seed=rest_val_seed)
+    items = _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images, max_caption_chars,
+                        rest_val)
     return RawSource(items, splits, sources, total=total, artifacts={"answer_vocab.json": vocab}, info=info)
 
 
+def _choose_rest_val(parsed_val: tuple, answer_to_label: dict[str, int], question_source: str,
+                     annotation_source: str, max_caption_chars: int, count: int, seed: int) -> set[int]:
+    """Image ids of ``rest_val``: a seeded sample of ``count`` from the sorted ids of the val images with a row."""
+    questions, split_annotations, _ = parsed_val
+    answered, _ = _attach_answers(questions, split_annotations, annotation_source)
+    eligible = [image_id for image_id, question_ids in _questions_by_image(questions)
+                if _image_row("val", image_id, question_ids, questions, answered, answer_to_label, question_source,
+                              annotation_source, max_caption_chars)[0] is not None]
+    if count >= len(eligible):
+        raise ValueError(f"rest_val_images={count} leaves nothing for trainable_val: val has {len(eligible)} "
+                         "images with a usable question")
+    return set(random.Random(seed).sample(eligible, count))
+
+
+def _attach_answers(questions: dict[int, dict], split_annotations: list[dict],
+                    annotation_source: str) -> tuple[dict[int, dict], list[Reject]]:
+    """question id → annotation; annotations for unknown questions or with another image id are rejected."""
+    answered: dict[int, dict] = {}
+    rejects = []
+    for annotation in split_annotations:
+        question_id = annotation["question_id"]
+        question = questions.get(question_id)
+        if question is None:
+            rejects.append(Reject(f"question {question_id}", annotation_source, UNKNOWN_ID,
+                                  "annotation for a question id not in the questions file"))
+            continue
+        if annotation.get("image_id", question["image_id"]) != question["image_id"]:
+            rejects.append(Reject(f"question {question_id}", annotation_source, MALFORMED_RECORD,
+                                  f"image_id {annotation.get('image_id')} differs from the question's "
+                                  f"{question['image_id']}"))
+            continue
+        answered[question_id] = annotation
+    return answered, rejects
+
+
+def _questions_by_image(questions: dict[int, dict]) -> list[tuple[int, list[int]]]:
+    """(image id, its question ids sorted), sorted by image id."""
+    by_image: dict[int, list[int]] = {}
+    for question_id in sorted(questions):
+        by_image.setdefault(questions[question_id]["image_id"], []).append(question_id)
+    return sorted(by_image.items())
+
+
 def _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images: Path,
-                max_caption_chars: int) -> Iterator[RawItem]:
+                max_caption_chars: int, rest_val: set[int]) -> Iterator[RawItem]:
     for split, (questions, split_annotations, rejects) in parsed.items():
         yield from rejects
         question_source = str(question_files[split])
         annotation_source = str(annotation_files[split]) if split in ANNOTATED_SPLITS else ""
-
-        # Attach answers to questions; annotations for unknown questions are rejected.
-        answered: dict[int, dict] = {}
-        for annotation in split_annotations:
-            question_id = annotation["question_id"]
-            question = questions.get(question_id)
-            if question is None:
-                yield Reject(f"question {question_id}", annotation_source, UNKNOWN_ID,
-                             "annotation for a question id not in the questions file")
-                continue
-            if annotation.get("image_id", question["image_id"]) != question["image_id"]:
-                yield Reject(f"question {question_id}", annotation_source, MALFORMED_RECORD,
-                             f"image_id {annotation.get('image_id')} differs from the question's "
-                             f"{question['image_id']}")
-                continue
-            answered[question_id] = annotation
-
-        by_image: dict[int, list[int]] = {}
-        for question_id in sorted(questions):
-            by_image.setdefault(questions[question_id]["image_id"], []).append(question_id)
-        for image_id in sorted(by_image):
-            row = _image_row(split, image_id, by_image[image_id], questions, answered, answer_to_label,
+        answered, answer_rejects = _attach_answers(questions, split_annotations, annotation_source)
+        yield from answer_rejects
+        for image_id, question_ids in _questions_by_image(questions):
+            row = _image_row(split, image_id, question_ids, questions, answered, answer_to_label,
                              question_source, annotation_source, max_caption_chars)
             fields, row_rejects = row
             yield from row_rejects
             if fields is None:
                 continue
+            if split == "val" and rest_val:
+                fields["split"] = "rest_val" if image_id in rest_val else "trainable_val"
             subset = SUBSET_OF_SPLIT[split]
             image_path = images / subset / f"COCO_{subset}_{image_id:012d}.jpg"
-            yield RawRecord(record_id=f"image {image_id}", split=split, source=question_source, fields=fields,
+            yield RawRecord(record_id=f"image {image_id}", split=fields["split"], source=question_source, fields=fields,
                             images={"image": ImageSource(str(image_path))})
 
 
