@@ -26,7 +26,8 @@ except ImportError:  # tests/data is not a package
 
 VAL_IMAGES = list(range(100, 114))  # 14 val images ...
 NO_ROW_IMAGE = 113  # ... of which this one has only an over-long question: it yields no row
-UNANSWERABLE_IMAGE = 105  # only an answer outside the vocabulary: val keeps it with empty labels
+UNANSWERABLE_IMAGE = 105  # only an answer outside the vocabulary: val keeps it with empty labels, and the carve
+# leaves it in trainable_val (the official val table drops such questions before its last 1,000 rows are cut)
 REST_VAL = 4
 
 
@@ -96,8 +97,9 @@ def test_carve_is_a_disjoint_deterministic_cover_of_val(tree: Path, tmp_path: Pa
         assert {**row, "split": "val"} == val[image_id]
     question_ids = [q for row in [*trainable.values(), *rest.values()] for q in row["question_id"]]
     assert sorted(question_ids) == sorted(q for row in val.values() for q in row["question_id"])
-    # the choice: a seeded sample of the sorted ids of the val images that yield a row
-    assert set(rest) == set(random.Random(7).sample(sorted(val), REST_VAL))
+    # the choice: a seeded sample of the sorted ids of the val images with an answerable question
+    answerable = sorted(i for i in val if i != UNANSWERABLE_IMAGE)
+    assert set(rest) == set(random.Random(7).sample(answerable, REST_VAL)) and UNANSWERABLE_IMAGE in trainable
     # train and the answer vocabulary (train + val annotations) are untouched by the carve
     assert _by_image(out, "train") == _by_image(tmp_path / "whole", "train")
     assert (out / "answer_vocab.json").read_bytes() == (tmp_path / "whole" / "answer_vocab.json").read_bytes()
@@ -118,9 +120,9 @@ def _carve(tree: Path, tmp_path: Path, seed: int) -> Path:
 
 def test_carve_refuses_what_it_cannot_do(tree: Path, tmp_path: Path):
     out = tmp_path / "out"
-    usable = len(VAL_IMAGES) - 1
-    with pytest.raises(ValueError, match=f"leaves nothing for trainable_val: val has {usable} images"):
-        _ingest(tree, out, vqav2_rest_val_images=usable)
+    answerable = len(VAL_IMAGES) - 2
+    with pytest.raises(ValueError, match=f"leaves nothing for trainable_val: val has {answerable} images"):
+        _ingest(tree, out, vqav2_rest_val_images=answerable)
     assert not out.exists()  # refused before anything was written
     with pytest.raises(ValueError, match="vqav2_rest_val_images must be >= 0"):
         IngestConfig(vqav2_rest_val_images=-1)
@@ -141,6 +143,7 @@ def test_training_reads_train_plus_trainable_val_and_validates_on_rest_val(tree:
     answerable = {image_id: 0 if image_id == UNANSWERABLE_IMAGE else 2 for image_id in VAL_IMAGES
                   if image_id != NO_ROW_IMAGE}
     rest_ids = set(_by_image(out, "rest_val"))
+    assert len(rest_val) == 2 * REST_VAL  # every rest_val image is scored (two answerable questions each)
     assert len(rest_val) == sum(answerable[i] for i in rest_ids)
     assert len(train) == 3 + sum(n for i, n in answerable.items() if i not in rest_ids)
     train_questions = {train[i]["question_id"] for i in range(len(train))}

@@ -17,10 +17,11 @@ Choices (documented in docs/data_layout.md):
   ``answer_type`` "";
 * ``rest_val_images`` > 0 carves val the way the official writer does (spec §5.3, §6): ``rest_val`` = that many
   val images, ``trainable_val`` = every other val image, and no ``val`` split is written. The official writer
-  took the last 1,000 rows of a table shuffled with an unseeded RNG; here the images are a seeded sample
-  (``rest_val_seed``) of the sorted ids of the val images that yield a row, so a re-run picks the same ones.
-  Both halves keep val's question policy (unanswerable questions kept with empty labels; training leaves them
-  out when it loads the rows).
+  took the last 1,000 rows of a table shuffled with an unseeded RNG, a table from which questions without an
+  in-vocabulary answer had been dropped; here the images are a seeded sample (``rest_val_seed``) of the sorted
+  ids of the val images with at least one such answerable question, so every rest_val image is scored and a
+  re-run picks the same ones. Both halves keep val's question policy (unanswerable questions kept with empty
+  labels; training and scoring leave them out when they load the rows).
 """
 
 from __future__ import annotations
@@ -187,15 +188,16 @@ def open_vqav2(
 
 def _choose_rest_val(parsed_val: tuple, answer_to_label: dict[str, int], question_source: str,
                      annotation_source: str, max_caption_chars: int, count: int, seed: int) -> set[int]:
-    """Image ids of ``rest_val``: a seeded sample of ``count`` from the sorted ids of the val images with a row."""
+    """Image ids of ``rest_val``: a seeded sample of ``count`` from the sorted ids of the val images that have an
+    answerable question (the rows the official val table keeps: the train policy drops the others)."""
     questions, split_annotations, _ = parsed_val
     answered, _ = _attach_answers(questions, split_annotations, annotation_source)
     eligible = [image_id for image_id, question_ids in _questions_by_image(questions)
-                if _image_row("val", image_id, question_ids, questions, answered, answer_to_label, question_source,
+                if _image_row("train", image_id, question_ids, questions, answered, answer_to_label, question_source,
                               annotation_source, max_caption_chars)[0] is not None]
     if count >= len(eligible):
         raise ValueError(f"rest_val_images={count} leaves nothing for trainable_val: val has {len(eligible)} "
-                         "images with a usable question")
+                         "images with an answerable question")
     return set(random.Random(seed).sample(eligible, count))
 
 
