@@ -217,7 +217,7 @@ def test_visual_genome_files_match_the_real_structure(world, samples):
         assert_same_shape(record, real_images[0], "image_data")
     for entry in ours_regions:
         assert_same_shape(entry, real_regions[0], "region_descriptions")
-        assert 10 <= len(entry["regions"]) <= 20
+        assert 3 <= len(entry["regions"]) <= 6
         for region in entry["regions"]:
             assert_same_shape(region, real_regions[0]["regions"][0], "region")
             assert region["image_id"] == entry["id"]
@@ -491,7 +491,7 @@ def test_relations_and_positions_agree_with_the_geometry():
                 assert ("below" in words) == (b.box[1] + b.box[3] <= a.box[1])
 
 
-def test_region_boxes_match_the_rendered_pixels(world):
+def test_region_boxes_frame_every_shape_and_the_pixels_show_the_named_colours(world):
     root, _ = world
     images = {
         entry["image_id"]: root / "vg" / Path(*entry["url"].split("/")[-2:])
@@ -500,16 +500,84 @@ def test_region_boxes_match_the_rendered_pixels(world):
     checked = 0
     for entry in load_json(root / "vg/region_descriptions.json"):
         pixels = Image.open(images[entry["id"]]).convert("RGB")
+        named = set()
         for region in entry["regions"]:
-            words = region["phrase"].split()
-            if len(words) == 2 and words[0] in scenes.COLORS and words[1] in scenes.SHAPES:
-                x = region["x"] + region["width"] // 2
-                y = region["y"] + region["height"] // 2
-                actual = pixels.getpixel((x, y))
-                expected = scenes.COLORS[words[0]]
-                assert sum(abs(a - e) for a, e in zip(actual, expected)) < 90, (region, actual)
-                checked += 1
-    assert checked >= 5
+            named |= set(re.findall(r"[a-z]+", region["phrase"])) & set(scenes.COLORS)
+        # every named colour is present somewhere inside the region box (the box frames all the shapes)
+        region = entry["regions"][0]
+        crop = pixels.crop((region["x"], region["y"], region["x"] + region["width"], region["y"] + region["height"]))
+        present = list(crop.getdata())
+        for colour in named:
+            expected = scenes.COLORS[colour]
+            assert any(sum(abs(a - e) for a, e in zip(pixel, expected)) < 60 for pixel in present), (region, colour)
+            checked += 1
+    assert checked >= 20
+
+
+def _random_captions(rng, scene):
+    """Every kind of pretraining caption the world writes for one scene (COCO/F30K, CC3M, SBU, VG)."""
+    return (scenes.scene_caption_objects(scene, rng, 6)
+            + [scenes.web_caption_object(scene, rng), scenes.user_caption_object(scene, rng)]
+            + [caption for caption, _ in scenes.region_caption_objects(scene, rng)])
+
+
+def test_every_caption_is_true_of_its_own_scene():
+    rng = random.Random(21)
+    for _ in range(400):
+        scene = scenes.sample_scene(rng, 48)
+        for caption in _random_captions(rng, scene):
+            assert caption.holds(scene), (caption.text, scene.objects)
+
+
+def test_caption_truth_follows_the_words():
+    """A caption's truth function agrees with the coloured shapes its words name (independent recount)."""
+    rng = random.Random(22)
+    number = {word: n for n, word in enumerate(scenes.NUMBER_WORDS)}
+    for _ in range(300):
+        scene, other = scenes.sample_scene(rng, 48), scenes.sample_scene(rng, 48)
+        for caption in scenes.scene_caption_objects(scene, rng, 6):
+            words = re.findall(r"[a-z]+", caption.text)
+            named = collections.Counter()
+            for i, word in enumerate(words):
+                shape = word[:-2] if word.endswith("es") and word[:-2] in scenes.SHAPES else word.rstrip("s")
+                if shape in scenes.SHAPES and i and words[i - 1] in scenes.COLORS:
+                    count = number.get(words[i - 2], 1) if i >= 2 else 1
+                    named[(words[i - 1], shape)] += count
+            if named != collections.Counter((o.color, o.shape) for o in other.objects):
+                assert not caption.holds(other), caption.text
+
+
+def test_look_alike_captions_are_rarely_true_of_the_image():
+    """The official ITM sampler draws a negative caption from the other pairs of the batch, weighted by ITC
+    similarity. Whatever the similarity, a drawn negative can be true of the image only if some other caption of
+    the batch is; the share of images with such a caption bounds the share of wrong "no match" labels. Also
+    measured with a lexical look-alike (the other caption sharing the most words), the hardest negative a
+    bag-of-words ITC would pick. Measured on 200 batches of 32: bound 0.4 %, lexical look-alikes 0.2 %."""
+    rng = random.Random(23)
+    images = with_true_caption = look_alike_true = 0
+    for _ in range(200):
+        batch = [scenes.sample_scene(rng, 48) for _ in range(32)]
+        captions = [rng.choice(_random_captions(rng, scene)) for scene in batch]
+        words = [set(re.findall(r"[a-z]+", caption.text.lower())) for caption in captions]
+        for i, scene in enumerate(batch):
+            others = [j for j in range(len(batch)) if j != i]
+            images += 1
+            with_true_caption += any(captions[j].holds(scene) for j in others)
+            nearest = max(others, key=lambda j: len(words[i] & words[j]) / len(words[i] | words[j]))
+            look_alike_true += captions[nearest].holds(scene)
+    assert with_true_caption / images < 0.02
+    assert look_alike_true / images < 0.02
+
+
+def test_question_families_cover_every_generated_question():
+    rng = random.Random(24)
+    families = collections.Counter()
+    for _ in range(300):
+        for qa in scenes.vqa_questions(scenes.sample_scene(rng, 48), rng, 9):
+            families[scenes.question_family(qa.question)] += 1
+    assert set(families) == set(scenes.QUESTION_FAMILIES)
+    assert min(families.values()) > 0.1 * sum(families.values())
+    assert scenes.question_family("Why is the sky blue?") == "unmatched"
 
 
 # --------------------------------------------------------------------------------------------- safety and CLI

@@ -44,6 +44,7 @@ ROW_WORDS = ("top", "middle", "bottom")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
 
 GRID = 3
+MIN_OBJECTS, MAX_OBJECTS = 2, 4
 SUPERSAMPLE = 4  # draw at 4x and downsample, so 64 px edges are anti-aliased
 
 
@@ -101,13 +102,14 @@ def sample_scene(
 ) -> Scene:
     """Draw a random scene.
 
-    ``n_objects`` defaults to uniform 1-4 (so "how many shapes" answers are uniform). With probability 0.3 an
+    ``n_objects`` defaults to uniform 2-4 (so "how many shapes" answers are uniform; a one-shape scene would
+    share its whole-scene caption with every other scene holding the same coloured shape). With probability 0.3 an
     object copies the colour or the shape of an earlier one, so counts of 2-4 of a kind occur. ``focus`` makes
     each object, with ``focus_prob``, take the given colour/shape; NLVR2 uses it to make the statement it tests
     neither always true nor always false.
     """
     if n_objects is None:
-        n_objects = rng.randint(1, 4)
+        n_objects = rng.randint(MIN_OBJECTS, MAX_OBJECTS)
     cells = rng.sample([(r, c) for r in range(GRID) for c in range(GRID)], n_objects)
     objects: list[SceneObject] = []
     for row, col in cells:
@@ -288,57 +290,110 @@ def groups_phrase(scene: Scene, rng: random.Random) -> str:
 
 
 # --------------------------------------------------------------------------------------------- captions
+#
+# Every pretraining / retrieval caption describes the *whole* scene: each shape with its colour (and count), plus,
+# depending on the template, sizes, one relation or one grid position. A caption is then false of another image
+# unless that image holds exactly the same coloured shapes (rare with 2-4 shapes out of 32 colour-shape pairs), so
+# the look-alike captions that the official ITM sampler picks from the ITC similarities are true negatives. Each
+# template returns a :class:`Caption` whose ``holds`` re-checks the sentence against any scene graph.
+
+Mention = tuple[str | None, str, str]  # (size or None, colour, shape): what a phrase says about one object
 
 
-def _caption_all_groups(scene: Scene, rng: random.Random) -> str:
+@dataclass(frozen=True)
+class Caption:
+    """A caption and its truth function over scene graphs (``holds(scene)``)."""
+
+    text: str
+    holds: Callable[[Scene], bool]
+
+
+def _mention_phrase(obj: SceneObject, rng: random.Random, size_prob: float) -> tuple[str, Mention]:
+    phrase = object_phrase(obj, rng, size_prob=size_prob)
+    size = obj.size if phrase.split()[1] in SIZES else None
+    return phrase, (size, obj.color, obj.shape)
+
+
+def _fits(obj: SceneObject, mention: Mention) -> bool:
+    size, color, shape = mention
+    return _matches(obj, color, shape, size)
+
+
+def _same_groups(scene: Scene, groups: Counter) -> bool:
+    return _groups_of(scene) == groups
+
+
+def _groups_of(scene: Scene) -> Counter:
+    return Counter((obj.color, obj.shape) for obj in scene.objects)
+
+
+def _caption_all_groups(scene: Scene, rng: random.Random) -> Caption:
     lead = rng.choice(["", "a picture of ", "an image of ", "a drawing of ", "a photo showing "])
-    return lead + groups_phrase(scene, rng)
+    groups = _groups_of(scene)
+    return Caption(lead + groups_phrase(scene, rng), lambda other: _same_groups(other, groups))
 
 
-def _caption_there_is(scene: Scene, rng: random.Random) -> str:
+def _caption_there_is(scene: Scene, rng: random.Random) -> Caption:
     groups = group_counts(scene)
     rng.shuffle(groups)
     verb = "is" if groups[0][2] == 1 else "are"  # agrees with the first item, as in "there is a cat and two dogs"
     tail = rng.choice(["", f" on a {BACKGROUND_NAME} background", " in the picture", " in this image"])
-    return f"there {verb} {join_list([group_phrase(*group) for group in groups])}{tail}"
+    text = f"there {verb} {join_list([group_phrase(*group) for group in groups])}{tail}"
+    counts = _groups_of(scene)
+    return Caption(text, lambda other: _same_groups(other, counts))
 
 
-def _caption_relation(scene: Scene, rng: random.Random) -> str:
+def _caption_relation(scene: Scene, rng: random.Random) -> Caption:
     if len(scene.objects) == 1:
         return _caption_position(scene, rng)
     a, b = rng.sample(list(scene.objects), 2)
     relation = rng.choice(relation_words(a, b))
-    text = f"{object_phrase(a, rng)} {relation} {object_phrase(b, rng)}"
+    phrase_a, mention_a = _mention_phrase(a, rng, 0.35)
+    phrase_b, mention_b = _mention_phrase(b, rng, 0.35)
+    text = f"{phrase_a} {relation} {phrase_b}"
     rest = [obj for obj in scene.objects if obj is not a and obj is not b]
-    if rest and rng.random() < 0.5:
+    if rest:  # always name the other shapes: the caption stays a description of the whole scene
         text += ", plus " + join_list([object_phrase(obj, rng, size_prob=0.0) for obj in rest])
-    return text
+    groups = _groups_of(scene)
+
+    def holds(other: Scene) -> bool:
+        return _same_groups(other, groups) and any(
+            _fits(x, mention_a) and _fits(y, mention_b) and holds_relation(x, relation, y)
+            for x in other.objects for y in other.objects if x is not y
+        )
+
+    return Caption(text, holds)
 
 
-def _caption_position(scene: Scene, rng: random.Random) -> str:
+def _caption_position(scene: Scene, rng: random.Random) -> Caption:
     obj = rng.choice(scene.objects)
-    text = f"{object_phrase(obj, rng, size_prob=0.6)} {position_phrase(obj, rng)}"
+    phrase, mention = _mention_phrase(obj, rng, 0.6)
+    text = f"{phrase} {position_phrase(obj, rng)}"
     others = [o for o in scene.objects if o is not obj]
     if others:
         text = rng.choice(["there is ", ""]) + text
         text += " next to " + join_list([object_phrase(o, rng, size_prob=0.0) for o in others])
-    return text
+    groups, cell = _groups_of(scene), (obj.row, obj.col)
+    return Caption(text, lambda other: _same_groups(other, groups) and any(
+        _fits(o, mention) and (o.row, o.col) == cell for o in other.objects))
 
 
-def _caption_count(scene: Scene, rng: random.Random) -> str:
+def _caption_count(scene: Scene, rng: random.Random) -> Caption:
     n = len(scene.objects)
     noun = "shape" if n == 1 else "shapes"
-    return rng.choice(
-        [f"{number_word(n)} {noun}: ", f"{number_word(n)} {noun} including ", f"{number_word(n)} {noun}, "]
-    ) + (groups_phrase(scene, rng))
+    lead = rng.choice([f"{number_word(n)} {noun}: ", f"{number_word(n)} {noun} including ", f"{number_word(n)} {noun}, "])
+    groups = _groups_of(scene)
+    return Caption(lead + groups_phrase(scene, rng), lambda other: _same_groups(other, groups))
 
 
-def _caption_sizes(scene: Scene, rng: random.Random) -> str:
+def _caption_sizes(scene: Scene, rng: random.Random) -> Caption:
     parts = [object_phrase(obj, rng, size_prob=1.0) for obj in rng.sample(list(scene.objects), len(scene.objects))]
-    return join_list(parts) + rng.choice(["", f" on {BACKGROUND_NAME}", " on a plain background"])
+    sized = Counter((obj.size, obj.color, obj.shape) for obj in scene.objects)
+    text = join_list(parts) + rng.choice(["", f" on {BACKGROUND_NAME}", " on a plain background"])
+    return Caption(text, lambda other: Counter((o.size, o.color, o.shape) for o in other.objects) == sized)
 
 
-CAPTION_TEMPLATES: tuple[Callable[[Scene, random.Random], str], ...] = (
+CAPTION_TEMPLATES: tuple[Callable[[Scene, random.Random], Caption], ...] = (
     _caption_all_groups,
     _caption_there_is,
     _caption_relation,
@@ -348,14 +403,16 @@ CAPTION_TEMPLATES: tuple[Callable[[Scene, random.Random], str], ...] = (
 )
 
 
-def scene_captions(scene: Scene, rng: random.Random, n_captions: int = 5) -> list[str]:
-    """``n_captions`` lowercase captions from distinct templates (templates reused only past six)."""
+def scene_caption_objects(scene: Scene, rng: random.Random, n_captions: int = 5) -> list[Caption]:
+    """``n_captions`` captions (with truth functions) from distinct templates (templates reused only past six)."""
     order = list(CAPTION_TEMPLATES)
     rng.shuffle(order)
-    texts = []
-    for i in range(n_captions):
-        texts.append(order[i % len(order)](scene, rng))
-    return texts
+    return [order[i % len(order)](scene, rng) for i in range(n_captions)]
+
+
+def scene_captions(scene: Scene, rng: random.Random, n_captions: int = 5) -> list[str]:
+    """``n_captions`` lowercase captions from distinct templates (templates reused only past six)."""
+    return [caption.text for caption in scene_caption_objects(scene, rng, n_captions)]
 
 
 def coco_style(text: str, rng: random.Random) -> str:
@@ -379,70 +436,72 @@ def karpathy_tokens(raw: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", raw.lower())
 
 
-def _noun_phrase(scene: Scene, rng: random.Random) -> str:
-    """A caption that is a noun phrase (no leading verb), so web/user framings stay grammatical."""
-    return rng.choice([groups_phrase, _caption_relation, _caption_sizes])(scene, rng)
+def _noun_caption(scene: Scene, rng: random.Random) -> Caption:
+    """A whole-scene caption that is a noun phrase (no leading verb), so web/user framings stay grammatical."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        groups = _groups_of(scene)
+        return Caption(groups_phrase(scene, rng), lambda other: _same_groups(other, groups))
+    return (_caption_relation if kind == 1 else _caption_sizes)(scene, rng)
+
+
+def _framed(caption: Caption, text: str) -> Caption:
+    return Caption(text, caption.holds)
+
+
+def web_caption_object(scene: Scene, rng: random.Random) -> Caption:
+    """A CC3M-like alt-text caption: lowercase, no final period, sometimes stock-photo noise words."""
+    core = _noun_caption(scene, rng)
+    prefix = rng.choice(["", "", "", "stock image of ", "vector illustration of ", "abstract art with "])
+    suffix = rng.choice(["", "", "", " -- geometric design", " in flat style"])
+    return _framed(core, prefix + core.text + suffix)
 
 
 def web_caption(scene: Scene, rng: random.Random) -> str:
-    """A CC3M-like alt-text caption: lowercase, no final period, sometimes stock-photo noise words."""
-    core = _noun_phrase(scene, rng)
-    prefix = rng.choice(["", "", "", "stock image of ", "vector illustration of ", "abstract art with "])
-    suffix = rng.choice(["", "", "", " -- geometric design", " in flat style"])
-    return prefix + core + suffix
+    return web_caption_object(scene, rng).text
+
+
+def user_caption_object(scene: Scene, rng: random.Random) -> Caption:
+    """An SBU-like user caption: first person, mixed case, mentions the shapes and colours."""
+    frame = rng.choice(["{c}", "I drew {c}", "{c} I drew today", "Just {c}", "{c} on my desk", "Look, {c}!"])
+    core = _noun_caption(scene, rng)
+    text = frame.format(c=core.text)
+    return _framed(core, text[0].upper() + text[1:])
 
 
 def user_caption(scene: Scene, rng: random.Random) -> str:
-    """An SBU-like user caption: first person, mixed case, mentions the shapes and colours."""
-    frame = rng.choice(["{c}", "I drew {c}", "{c} I drew today", "Just {c}", "{c} on my desk", "Look, {c}!"])
-    text = frame.format(c=_noun_phrase(scene, rng))
-    return text[0].upper() + text[1:]
+    return user_caption_object(scene, rng).text
 
 
 # --------------------------------------------------------------------------------------------- Visual Genome
 
 
+def region_caption_objects(
+    scene: Scene, rng: random.Random, low: int = 3, high: int = 6
+) -> list[tuple[Caption, tuple[int, int, int, int]]]:
+    """3-6 region descriptions with pixel boxes (x, y, width, height) that match the render.
+
+    Real VG regions mostly describe one object ("red circle"); pretraining uses every region phrase as a caption
+    of the whole image, and a one-object phrase is true of many other images, which makes the official
+    hard-negative ITM labels wrong. The demo's regions therefore frame the group of all shapes (the union of
+    their boxes) and describe all of them, in the noun-phrase templates of the other captions.
+    """
+    box = scene.objects[0].box
+    for obj in scene.objects[1:]:
+        box = _union(box, obj.box)
+    regions = []
+    for _ in range(rng.randint(low, high)):
+        caption = _noun_caption(scene, rng)
+        # Real VG phrases are lowercase and now and then end with a space.
+        regions.append((_framed(caption, caption.text + (" " if rng.random() < 0.1 else "")), box))
+    return regions
+
+
 def region_phrases(
-    scene: Scene, rng: random.Random, low: int = 10, high: int = 20
+    scene: Scene, rng: random.Random, low: int = 3, high: int = 6
 ) -> list[tuple[str, tuple[int, int, int, int]]]:
-    """10-20 region phrases with pixel boxes (x, y, width, height) that match the render."""
-    size = scene.image_size
-    pool: list[tuple[str, tuple[int, int, int, int]]] = []
-    for obj in scene.objects:
-        box = obj.box
-        pool += [
-            (f"{obj.color} {obj.shape}", box),
-            (f"{article(obj.size)} {obj.size} {obj.color} {obj.shape}", box),
-            (f"the {obj.shape} is {obj.color}", box),
-            (f"{obj.color} {obj.shape} {position_phrase(obj, rng)}", box),
-            (f"{obj.size} {obj.shape}", box),
-            (f"{obj.color} shape", box),
-        ]
-    for a in scene.objects:
-        for b in scene.objects:
-            if a is b:
-                continue
-            relation = rng.choice(relation_words(a, b))
-            pool.append((f"{a.color} {a.shape} {relation} {b.color} {b.shape}", _union(a.box, b.box)))
-    for color, shape, count in group_counts(scene):
-        if count > 1:
-            boxes = [obj.box for obj in scene.matching(color, shape)]
-            union = boxes[0]
-            for box in boxes[1:]:
-                union = _union(union, box)
-            pool.append((f"{number_word(count)} {color} {plural(shape)}", union))
-    pool += [
-        (f"{BACKGROUND_NAME} background", (0, 0, size, size)),
-        (f"the background is {BACKGROUND_NAME}", (0, 0, size, size)),
-    ]
-    n_regions = rng.randint(low, high)
-    if n_regions <= len(pool):
-        chosen = rng.sample(pool, n_regions)
-    else:  # small scenes: annotators repeat themselves, as in the real data
-        chosen = pool + [rng.choice(pool) for _ in range(n_regions - len(pool))]
-        rng.shuffle(chosen)
-    # Real VG phrases are lowercase and now and then end with a space.
-    return [(phrase + (" " if rng.random() < 0.1 else ""), box) for phrase, box in chosen]
+    """The phrases and boxes of :func:`region_caption_objects`."""
+    return [(caption.text, box) for caption, box in region_caption_objects(scene, rng, low, high)]
 
 
 def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -470,7 +529,7 @@ def _add(pools: Candidates, form: str, qa: QuestionAnswer) -> None:
 
 
 def _yes_no_candidates(scene: Scene, rng: random.Random) -> Candidates:
-    """Yes/no questions by form and answer; the sampler picks a form, then yes or no 50/50, then a question."""
+    """Presence questions by form and answer; the sampler picks a form, then yes or no 50/50, then a question."""
     pools: Candidates = {}
     for color in COLOR_NAMES:
         for shape in SHAPES:
@@ -488,21 +547,6 @@ def _yes_no_candidates(scene: Scene, rng: random.Random) -> Candidates:
         _add(
             pools, "color", QuestionAnswer(f"Is there {article(color)} {color} shape?", answer, "yes/no", "is there a")
         )
-    for shape in SHAPES:
-        matches = scene.matching(shape=shape)
-        if len(matches) == 1:  # "the <shape>" must refer to exactly one object
-            obj = matches[0]
-            for color in (obj.color, rng.choice([c for c in COLOR_NAMES if c != obj.color])):
-                answer = "yes" if color == obj.color else "no"
-                _add(pools, "attribute", QuestionAnswer(f"Is the {shape} {color}?", answer, "yes/no", "is the"))
-    for a in scene.objects:
-        for b in scene.objects:
-            if a is b or scene.count(a.color, a.shape) > 1 or scene.count(b.color, b.shape) > 1:
-                continue
-            for relation in ("to the left of", "to the right of", "above", "below"):
-                answer = "yes" if holds_relation(a, relation, b) else "no"
-                question = f"Is the {a.color} {a.shape} {relation} the {b.color} {b.shape}?"
-                _add(pools, "relation", QuestionAnswer(question, answer, "yes/no", "is the"))
     return pools
 
 
@@ -518,8 +562,6 @@ def _number_candidates(scene: Scene) -> Candidates:
         add("shape", f"How many {plural(shape)} are there?", scene.count(shape=shape))
     for color in COLOR_NAMES:
         add("color", f"How many {color} shapes are there?", scene.count(color=color))
-    for size in SIZES:
-        add("size", f"How many {size} shapes are there?", scene.count(size=size))
     return pools
 
 
@@ -531,32 +573,41 @@ def _other_candidates(scene: Scene) -> Candidates:
 
     for shape in SHAPES:
         matches = scene.matching(shape=shape)
-        if len(matches) == 1:
+        if len(matches) == 1:  # "the <shape>" must refer to exactly one object
             add("color of shape", f"What color is the {shape}?", matches[0].color, "what color is the")
             add("color of shape", f"What is the color of the {shape}?", matches[0].color, "what is the color of the")
     for color in COLOR_NAMES:
         matches = scene.matching(color=color)
         if len(matches) == 1:
             add("shape of color", f"What shape is the {color} object?", matches[0].shape, "what shape is the")
-    for obj in scene.objects:
-        if scene.count(obj.color, obj.shape) > 1:
-            continue
-        for relation in ("to the left of", "to the right of", "above", "below"):
-            others = [o for o in scene.objects if o is not obj and holds_relation(o, relation, obj)]
-            if others and len({o.shape for o in others}) == 1:
-                question = f"What shape is {relation} the {obj.color} {obj.shape}?"
-                add("relation shape", question, others[0].shape, "what shape is")
-            if others and len({o.color for o in others}) == 1:
-                question = f"What color is the shape {relation} the {obj.color} {obj.shape}?"
-                add("relation color", question, others[0].color, "what color is the")
-    for row, row_word in ((0, "top"), (2, "bottom")):
-        in_row = [o for o in scene.objects if o.row == row]
-        if len(in_row) == 1:
-            add("position shape", f"What shape is at the {row_word}?", in_row[0].shape, "what shape is")
+            add("shape of color", f"What shape is the {color} one?", matches[0].shape, "what shape is the")
     return pools
 
 
-KIND_WEIGHTS = {"yes/no": 0.4, "number": 0.3, "other": 0.3}
+#: Question kinds (VQA answer types) and how often each is asked. The demo's questions are all about what the
+#: picture shows (presence, colour, shape, count); position and relation questions are left out: the tiny model
+#: has no absolute position embedding (relative position bias only, as VLMo-Base), and in a few hundred CPU steps
+#: it never learned them (see "Demo tuning notes" in docs/models.md).
+KIND_WEIGHTS = {"yes/no": 0.3, "number": 0.3, "other": 0.4}
+
+#: Question families of the demo world (:func:`question_family`), reported per family by the evaluation.
+QUESTION_FAMILIES: tuple[str, ...] = ("presence", "colour", "shape", "count")
+_FAMILY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
+    ("presence", re.compile(r"^(is there|are there any) ")),
+    ("colour", re.compile(r"^(what color is the|what is the color of the) ")),
+    ("shape", re.compile(r"^what shape is the ")),
+    ("count", re.compile(r"^how many ")),
+)
+
+
+def question_family(question: str) -> str:
+    """The demo-world family of a VQA question (one of :data:`QUESTION_FAMILIES`), or ``"unmatched"`` for a
+    question no demo template writes (real VQA data)."""
+    text = " ".join(question.lower().split())
+    for family, pattern in _FAMILY_PATTERNS:
+        if pattern.match(text):
+            return family
+    return "unmatched"
 
 
 def vqa_questions(scene: Scene, rng: random.Random, n_questions: int) -> list[QuestionAnswer]:
@@ -741,6 +792,6 @@ def corpus_sentence(rng: random.Random, image_size: int) -> str:
     elif form == 3:
         text = f"Another image shows {groups_phrase(scene, rng)}"
     else:
-        text = _caption_there_is(scene, rng)
+        text = _caption_there_is(scene, rng).text
     text = " ".join(text.replace(",", " ,").split())
     return text[0].upper() + text[1:] + " ."
