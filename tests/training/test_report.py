@@ -8,33 +8,59 @@ import pytest
 
 from vlmo_pipeline.evaluation.evaluate import recall_from_scores
 from vlmo_pipeline.evaluation.metrics import retrieval_recall
-from vlmo_pipeline.evaluation.report import RECALL_KEYS, assemble_metrics, check_metrics_shape, write_report
+from vlmo_pipeline.evaluation.report import (
+    ITM_CHANCE,
+    RECALL_KEYS,
+    assemble_metrics,
+    check_metrics_shape,
+    write_report,
+)
 
 
 def _recalls(value: float) -> dict[str, float]:
     return {key: value for key in RECALL_KEYS}
 
 
-def _metrics() -> dict:
+def _metrics(by_family: dict | None = None, rerank: bool = False) -> dict:
+    by_family = {"presence": 80.0, "count": 40.0} if by_family is None else by_family
     return assemble_metrics(
         retrieval={"coco": _recalls(40.0), "f30k": _recalls(30.0)},
-        vqa_score=55.0, nlvr2_dev_acc=70.0, nlvr2_test_acc=68.0,
-        chance_retrieval={"coco": _recalls(1.0), "f30k": _recalls(1.0)},
-        chance_vqa_score=20.0, chance_nlvr2_dev_acc=50.0, chance_nlvr2_test_acc=51.0,
-        model={"config": "vlmo_tiny"}, data={"coco_test": {"images": 2}},
+        vqa={"score": 55.0, "score_shuffled_images": 31.0, "score_blank_images": 29.0,
+             "by_type": {"yes/no": 70.0, "number": 35.0, "other": 50.0}, "by_family": by_family},
+        nlvr2={"dev_acc": 70.0, "test_acc": 68.0, "dev_acc_shuffled_images": 52.0},
+        itm={"acc_hard_negatives": 61.0, "acc_random_negatives": 83.0, "hard_negative_duplicate_rate": 2.0,
+             "random_negative_duplicate_rate": 0.0},
+        chance={"retrieval": {"coco": _recalls(1.0), "f30k": _recalls(1.0)},
+                "vqa": {"score": 20.0, "by_type": {"yes/no": 50.0, "number": 30.0, "other": 10.0},
+                        "by_family": {name: 25.0 for name in by_family}},
+                "nlvr2": {"dev_acc": 50.0, "test_acc": 51.0},
+                "itm": {"acc_hard_negatives": ITM_CHANCE, "acc_random_negatives": ITM_CHANCE}},
+        model={"config": "vlmo_tiny"},
+        data={"coco_test": {"images": 2}, "vqa_question_counts": {"by_type": {"yes/no": 3, "number": 2, "other": 4},
+                                                                   "by_family": {"presence": 3, "count": 2}}},
+        timing={"retrieval_coco_dual_encoder_s": 1.5, "retrieval_coco_rerank_s": 4.0, "vqa_s": 2.0},
+        retrieval_rerank={"k": 8, "coco": _recalls(45.0), "f30k": _recalls(33.0)} if rerank else None,
     )
 
 
 def test_metrics_have_exactly_the_documented_shape():
     metrics = _metrics()
-    assert set(metrics) == {"retrieval", "vqa", "nlvr2", "chance", "model", "data"}
+    assert set(metrics) == {"retrieval", "vqa", "nlvr2", "itm", "chance", "timing", "model", "data"}
     for section in (metrics, metrics["chance"]):
         assert set(section["retrieval"]) == {"coco", "f30k"}
         for scores in section["retrieval"].values():
             assert set(scores) == {"tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"}
-        assert set(section["vqa"]) == {"score"}
-        assert set(section["nlvr2"]) == {"dev_acc", "test_acc"}
+    assert set(metrics["vqa"]) == {"score", "score_shuffled_images", "score_blank_images", "by_type", "by_family"}
+    assert set(metrics["chance"]["vqa"]) == {"score", "by_type", "by_family"}
+    assert set(metrics["nlvr2"]) == {"dev_acc", "test_acc", "dev_acc_shuffled_images"}
+    assert set(metrics["chance"]["nlvr2"]) == {"dev_acc", "test_acc"}
+    assert set(metrics["itm"]) == {"acc_hard_negatives", "acc_random_negatives", "hard_negative_duplicate_rate",
+                                   "random_negative_duplicate_rate"}
+    assert metrics["chance"]["itm"] == {"acc_hard_negatives": 50.0, "acc_random_negatives": 50.0}
     json.dumps(metrics)  # serialisable
+    reranked = _metrics(rerank=True)
+    assert list(reranked)[:2] == ["retrieval", "retrieval_rerank"]  # printed next to the dual encoder's recall
+    assert reranked["retrieval_rerank"]["k"] == 8 and set(reranked["retrieval_rerank"]["coco"]) == set(RECALL_KEYS)
 
 
 def test_shape_check_names_what_is_wrong():
@@ -46,6 +72,45 @@ def test_shape_check_names_what_is_wrong():
     metrics["vqa"]["score"] = float("nan")
     with pytest.raises(ValueError, match=r"metrics\.vqa\.score"):
         check_metrics_shape(metrics)
+    metrics = _metrics()
+    del metrics["nlvr2"]["dev_acc_shuffled_images"]
+    with pytest.raises(ValueError, match=r"metrics\.nlvr2"):
+        check_metrics_shape(metrics)
+    # the per-family keys follow the data: any names, no family at all, but only finite numbers
+    check_metrics_shape(_metrics(by_family={"some family": 12.5}))
+    check_metrics_shape(_metrics(by_family={}))
+    metrics = _metrics()
+    metrics["vqa"]["by_family"]["presence"] = float("inf")
+    with pytest.raises(ValueError, match=r"metrics\.vqa\.by_family\.presence"):
+        check_metrics_shape(metrics)
+    metrics = _metrics()
+    metrics["chance"]["vqa"]["by_type"]["number"] = "30"
+    with pytest.raises(ValueError, match=r"metrics\.chance\.vqa\.by_type\.number"):
+        check_metrics_shape(metrics)
+    metrics = _metrics(rerank=True)
+    del metrics["retrieval_rerank"]["f30k"]["rsum"]
+    with pytest.raises(ValueError, match=r"metrics\.retrieval_rerank\.f30k"):
+        check_metrics_shape(metrics)
+    metrics = _metrics()
+    metrics["unknown"] = {}
+    with pytest.raises(ValueError, match="metrics keys"):
+        check_metrics_shape(metrics)
+
+
+def test_report_shows_the_image_controls_and_the_breakdowns(tmp_path):
+    text = write_report(tmp_path, _metrics(rerank=True), {}, {}).read_text()
+    assert "## Does the model look at the image?" in text
+    assert "| VQA | VQA score | 55.0 | 31.0 | 29.0 | 20.0 |" in text
+    assert "| NLVR2 | dev accuracy | 70.0 | 52.0 | n/a | 50.0 |" in text
+    assert "| ITM (stage 3) | accuracy, hard negatives | 61.0 | n/a | n/a | 50.0 |" in text
+    assert "| ITM (stage 3) | accuracy, random negatives | 83.0 | n/a | n/a | 50.0 |" in text
+    assert "## VQA by answer type" in text and "| yes/no | 3 | 70.0 | 50.0 |" in text
+    assert "## VQA by question family (demo world)" in text and "| count | 2 | 40.0 | 25.0 |" in text
+    assert "| coco | ITM re-rank, top 8 | 45.0" in text and "ITM re-rank 4.0 s" in text
+    # real VQAv2: no question matches a demo family, so no family table
+    text = write_report(tmp_path / "real", _metrics(by_family={}), {}, {}).read_text()
+    assert "question family" not in text
+    assert "ITM re-rank, top" not in text  # no re-ranked recall without retrieval_rerank
 
 
 def test_report_writes_plots_and_markdown(tmp_path):

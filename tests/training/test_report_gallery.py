@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from vlmo_pipeline.data.collate import collate
 from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset, load_answer_vocab
+from vlmo_pipeline.data.scenes import QUESTION_FAMILIES, question_family
 from vlmo_pipeline.evaluation.evaluate import evaluate_retrieval
 from vlmo_pipeline.evaluation.gallery import (
     GALLERY_FILES,
@@ -48,7 +49,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny_models(tiny_world: Path, tmp_path_factory) -> dict[str, Path]:
-    """One untrained vlmo_tiny with every evaluation head (seeded), saved as the four fine-tuned model dirs."""
+    """One untrained vlmo_tiny with every evaluation head (seeded), saved as the four fine-tuned model dirs and as
+    the stage-3 model (it has the ITM head and the ITC projections)."""
     vocab = tiny_world.parent / "vocab" / "vocab.txt"
     answers = load_answer_vocab(tiny_world / "vqav2")
     torch.manual_seed(0)
@@ -121,6 +123,38 @@ def test_gallery_leaves_the_metrics_shape_unchanged(evaluation, report_dir: Path
                                                               abs=1e-3)
 
 
+def test_image_controls_and_breakdowns_are_metrics_of_every_run(evaluation, tiny_world: Path, tiny_models,
+                                                                  report_dir: Path):
+    """Every run reports the image controls, VQA per answer type and per question family (whatever families
+    `question_family` finds in the split), ITM of the stage-3 model, and draws the per-family scores."""
+    metrics = evaluation.metrics
+    vqa = metrics["vqa"]
+    assert {"score_shuffled_images", "score_blank_images"} <= set(vqa)
+    assert "dev_acc_shuffled_images" in metrics["nlvr2"]
+    assert set(metrics["itm"]) == {"acc_hard_negatives", "acc_random_negatives", "hard_negative_duplicate_rate",
+                                   "random_negative_duplicate_rate"}
+    assert "retrieval_rerank" not in metrics  # rerank_k = 0
+    tokenizer = VLMoTokenizer(tiny_models["vqa"] / "vocab.txt", lowercase=True, max_len=32)
+    dataset = VQADataset((tiny_world / "vqav2", "val"), transform=build_eval_transform(64), tokenizer=tokenizer,
+                         max_text_len=32, drop_unanswerable=True)
+    questions = [dataset[index] for index in range(len(dataset))]
+    families = [question_family(item["question"]) for item in questions]
+    present = [family for family in QUESTION_FAMILIES if family in families]
+    assert list(vqa["by_family"]) == present and present  # the demo world's questions have families
+    assert list(metrics["chance"]["vqa"]["by_family"]) == present
+    types = [item["answer_type"] for item in questions]
+    assert list(vqa["by_type"]) == [name for name in ("yes/no", "number", "other") if name in types]
+    counts = metrics["data"]["vqa_question_counts"]
+    assert counts["by_family"] == {family: families.count(family) for family in present}
+    assert sum(counts["by_type"].values()) == len(dataset)
+    # the overall score is the question-weighted mean of the per-type scores
+    weighted = sum(vqa["by_type"][name] * counts["by_type"][name] for name in vqa["by_type"]) / len(dataset)
+    assert weighted == pytest.approx(vqa["score"], abs=1e-6)
+    assert evaluation.gallery.vqa_by_family == vqa["by_family"]
+    text = (report_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Does the model look at the image?" in text and "## VQA by question family (demo world)" in text
+
+
 def test_retrieval_gallery_follows_the_model_similarities(evaluation, tiny_world: Path, tiny_models):
     """Every shown image, score, rank and ground-truth mark agrees with similarities computed here directly."""
     examples = evaluation.gallery.retrieval
@@ -158,8 +192,8 @@ def test_retrieval_gallery_follows_the_model_similarities(evaluation, tiny_world
 
 @pytest.mark.parametrize("rerank_k", [0, 2])
 def test_example_ranks_come_from_the_scores_the_recall_used(tiny_world: Path, tiny_models, rerank_k: int):
-    """With every caption as a query, the share of ground truths at rank 1 / within 5 is the text→image R@1 / R@5,
-    with and without ITM re-ranking."""
+    """With every caption as a query, the share of ground truths at rank 1 / within 5 is the text→image R@1 / R@5
+    of the dual encoder, also when the ITM re-ranked recall is computed beside it."""
     tokenizer = VLMoTokenizer(tiny_models["retrieval_coco"] / "vocab.txt", lowercase=True, max_len=32)
     images = ImageTextDataset((tiny_world / "coco", "test"), transform=build_eval_transform(64), image_only=True)
     texts = ImageTextDataset((tiny_world / "coco", "test"), tokenizer=tokenizer, max_text_len=32, text_only=True)
@@ -171,6 +205,10 @@ def test_example_ranks_come_from_the_scores_the_recall_used(tiny_world: Path, ti
                                 rerank_k=rerank_k, device=torch.device("cpu"),
                                 example_queries=range(len(texts)), example_depth=1)
     examples = result.pop("examples")
+    timing = result.pop("timing")
+    assert set(timing) == ({"dual_encoder_s", "rerank_s"} if rerank_k else {"dual_encoder_s"})
+    if rerank_k:
+        assert set(result.pop("rerank")) == set(RECALL_KEYS)
     assert set(result) == set(RECALL_KEYS) and len(examples) == len(texts)
     ranks = [example["ground_truth_rank"] for example in examples]
     assert result["ir_r1"] == pytest.approx(100.0 * sum(rank == 1 for rank in ranks) / len(ranks))
@@ -257,10 +295,15 @@ def test_markdown_cells_are_escaped_and_math_signs_are_drawn_as_text(tmp_path: P
 
 def test_zero_gallery_counts_leave_the_examples_out(tiny_world: Path, tiny_models, tmp_path: Path):
     config = EvaluationConfig(batch_size=8, device="cpu", max_text_len=32, gallery_captions=0, gallery_vqa=0,
-                              gallery_nlvr2=0)
+                              gallery_nlvr2=0, rerank_k=2)
     result = run_evaluation(config, tiny_models, {name: tiny_world / name for name in ("coco", "f30k", "vqav2",
                                                                                        "nlvr2")})
     assert result.gallery.is_empty()
+    # re-ranking on: the re-ranked recall of both datasets next to the dual encoder's, each timed
+    rerank = result.metrics["retrieval_rerank"]
+    assert rerank["k"] == 2 and set(rerank["coco"]) == set(RECALL_KEYS) and set(rerank["f30k"]) == set(RECALL_KEYS)
+    assert {"retrieval_coco_dual_encoder_s", "retrieval_coco_rerank_s", "retrieval_f30k_rerank_s",
+            "itm_s", "total_s"} <= set(result.metrics["timing"])
     write_report(tmp_path, result.metrics, {}, {}, gallery=result.gallery)
     assert "## Examples" not in (tmp_path / "report.md").read_text()
     assert not any((tmp_path / name).exists() for name in GALLERY_FILES.values())

@@ -7,7 +7,9 @@ as small thumbnails and draws them:
 
 * ``retrieval_gallery.png``: one row per query caption (the row title), its top-ranked test images left to right,
   the caption's own (ground-truth) image framed green;
-* ``vqa_examples.png``: images with the question, the predicted and the true answer (green: right, red: wrong);
+* ``vqa_examples.png``: images with the question, the predicted and the true answer (green: right, red: wrong),
+  and below them the VQA score per demo-world question family next to the family's majority-answer baseline
+  (when the questions have families: none on real VQAv2);
 * ``nlvr2_examples.png``: image pairs side by side with the statement, the predicted and the true label.
 
 :func:`write_gallery` writes the PNGs (matplotlib, Agg backend; temporary name, then rename) and returns the
@@ -120,6 +122,9 @@ class Gallery:
     retrieval_source: str = "coco test"
     vqa_source: str = "vqav2 val"
     nlvr2_source: str = "nlvr2 dev"
+    #: VQA score (percent) of the whole split per question family, and of the family's majority answer
+    vqa_by_family: dict[str, float] = field(default_factory=dict)
+    vqa_by_family_chance: dict[str, float] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (self.retrieval or self.vqa or self.nlvr2)
@@ -319,15 +324,24 @@ def _draw_ranked(axis, entry: RankedImage, rank: str) -> None:
 
 
 def plot_vqa_examples(examples: Sequence[VQAExample], path: str | os.PathLike,
-                      title: str = "VQA: predicted and true answers") -> Path:
-    """A grid of images, each with its question above and the predicted / true answer below (green right, red wrong)."""
+                      title: str = "VQA: predicted and true answers", by_family: Mapping[str, float] | None = None,
+                      by_family_chance: Mapping[str, float] | None = None) -> Path:
+    """A grid of images, each with its question above and the predicted / true answer below (green right, red wrong);
+    with ``by_family`` (VQA score per question family, percent, over the whole split) a bar chart of it below the
+    grid, the family's majority-answer baseline (``by_family_chance``) as grey bars beside it."""
     if not examples:
         raise ValueError("VQA examples: no example to draw")
     columns = min(4, len(examples))
     rows = math.ceil(len(examples) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.8 * rows + 0.5), squeeze=False,
-                                layout="constrained")
+    grid_height = 3.8 * rows + 0.5
+    chart_height = 2.6 if by_family else 0.0
+    figure = plt.figure(figsize=(max(3.2 * columns, 6.4), grid_height + chart_height), layout="constrained")
     figure.suptitle(title, fontsize=13, parse_math=False)
+    if by_family:
+        grid, chart = figure.subfigures(2, 1, height_ratios=[grid_height, chart_height])
+    else:
+        grid, chart = figure, None
+    axes = grid.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[len(examples):]:
         axis.set_visible(False)
     for axis, example in zip(axes.flat, examples):
@@ -338,7 +352,26 @@ def plot_vqa_examples(examples: Sequence[VQAExample], path: str | os.PathLike,
         axis.set_xlabel(f"predicted: {example.predicted} ({verdict})\ntrue: {example.truth}", fontsize=8,
                         color=colour, parse_math=False)
         _frame(axis, colour, 4)
+    if chart is not None:
+        _draw_family_bars(chart.subplots(), by_family, by_family_chance or {})
     return save_figure(figure, path)
+
+
+def _draw_family_bars(axis, by_family: Mapping[str, float], chance: Mapping[str, float]) -> None:
+    names = list(by_family)
+    positions = range(len(names))
+    bars = axis.bar([p - 0.2 for p in positions], [by_family[name] for name in names], width=0.4,
+                    color="tab:green", label="model")
+    axis.bar_label(bars, fmt="%.0f", fontsize=7)
+    if chance:
+        axis.bar([p + 0.2 for p in positions], [chance.get(name, 0.0) for name in names], width=0.4,
+                 color="lightgray", hatch="//", label="majority answer of the family")
+    axis.set_xticks(list(positions), names, fontsize=8)
+    axis.set_ylim(0, 128)  # room above the 100 % bars for the legend
+    axis.set_yticks([0, 25, 50, 75, 100])
+    axis.set_ylabel("VQA score (%)", fontsize=8)
+    axis.set_title("VQA score per question family (whole split)", fontsize=9)
+    axis.legend(fontsize=7, loc="upper center", ncols=2, frameon=False)
 
 
 def plot_nlvr2_examples(examples: Sequence[NLVR2Example], path: str | os.PathLike,
@@ -424,7 +457,9 @@ def write_gallery(directory: str | os.PathLike, gallery: Gallery) -> list[str]:
             title=f"Text → image retrieval on {gallery.retrieval_source}").name
     if gallery.vqa:
         files["vqa"] = plot_vqa_examples(gallery.vqa, directory / GALLERY_FILES["vqa"],
-                                         title=f"VQA on {gallery.vqa_source}: predicted and true answers").name
+                                         title=f"VQA on {gallery.vqa_source}: predicted and true answers",
+                                         by_family=gallery.vqa_by_family,
+                                         by_family_chance=gallery.vqa_by_family_chance).name
     if gallery.nlvr2:
         files["nlvr2"] = plot_nlvr2_examples(
             gallery.nlvr2, directory / GALLERY_FILES["nlvr2"],

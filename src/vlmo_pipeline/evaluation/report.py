@@ -3,10 +3,19 @@
 ``metrics.json`` (all scores in percent)::
 
     {"retrieval": {"coco": {"tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"}, "f30k": {...}},
-     "vqa": {"score"},
-     "nlvr2": {"dev_acc", "test_acc"},
-     "chance": {same keys: random-ranking recall, majority-answer VQA score, majority-class NLVR2 accuracy},
-     "model": {...}, "data": {...}}
+     "retrieval_rerank": {"k", "coco": {...}, "f30k": {...}},   # only with rerank_k > 0: ITM re-ranked recall
+     "vqa": {"score", "score_shuffled_images", "score_blank_images",
+             "by_type": {"yes/no", "number", "other"}, "by_family": {<question family>: score, ...}},
+     "nlvr2": {"dev_acc", "test_acc", "dev_acc_shuffled_images"},
+     "itm": {"acc_hard_negatives", "acc_random_negatives", "hard_negative_duplicate_rate",
+             "random_negative_duplicate_rate"},
+     "chance": {"retrieval": random-ranking recall, "vqa": {"score", "by_type", "by_family"}: majority answer
+                (overall / of the answer type / of the family), "nlvr2": {"dev_acc", "test_acc"}: majority class,
+                "itm": {"acc_hard_negatives", "acc_random_negatives"}: 50},
+     "timing": {<part>_s: seconds}, "model": {...}, "data": {...}}
+
+``by_type`` / ``by_family`` hold the groups present in the data (``by_family`` is empty on real VQAv2, whose
+questions match no demo-world family); :func:`check_metrics_shape` checks their values, not their keys.
 
 Plots (matplotlib, Agg backend, no display needed): ``loss_curves.png`` (training loss of every stage/task from
 the CSV logs) and ``recall_at_k.png`` (R@1/5/10 per dataset and direction next to chance); with a
@@ -37,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = [
     "RECALL_KEYS",
     "METRICS_SHAPE",
+    "CHANCE_SHAPE",
+    "ITM_CHANCE",
     "assemble_metrics",
     "check_metrics_shape",
     "plot_loss_curves",
@@ -48,70 +59,124 @@ __all__ = [
 ]
 
 RECALL_KEYS: tuple[str, ...] = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
+#: accuracy (percent) of guessing on the balanced held-out ITM decisions
+ITM_CHANCE = 50.0
 
-#: Required keys of the score sections (``model`` and ``data`` are free-form dictionaries).
+
+class _Leaf:
+    """Shape marker: ``NUMBER`` (one finite number) or ``NUMBERS`` (a dict of finite numbers, any keys)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NUMBER, NUMBERS = _Leaf("NUMBER"), _Leaf("NUMBERS")
+
+#: Required keys of the score sections. A tuple lists the keys of a dict of numbers, a dict nests,
+#: ``NUMBERS`` is a dict of numbers whose keys depend on the data.
 METRICS_SHAPE: dict[str, Any] = {
     "retrieval": {"coco": RECALL_KEYS, "f30k": RECALL_KEYS},
-    "vqa": ("score",),
-    "nlvr2": ("dev_acc", "test_acc"),
+    "vqa": {"score": NUMBER, "score_shuffled_images": NUMBER, "score_blank_images": NUMBER, "by_type": NUMBERS,
+            "by_family": NUMBERS},
+    "nlvr2": ("dev_acc", "test_acc", "dev_acc_shuffled_images"),
+    "itm": ("acc_hard_negatives", "acc_random_negatives", "hard_negative_duplicate_rate",
+            "random_negative_duplicate_rate"),
 }
+#: Keys of ``metrics["chance"]``: the baselines of the scores that have one.
+CHANCE_SHAPE: dict[str, Any] = {
+    "retrieval": {"coco": RECALL_KEYS, "f30k": RECALL_KEYS},
+    "vqa": {"score": NUMBER, "by_type": NUMBERS, "by_family": NUMBERS},
+    "nlvr2": ("dev_acc", "test_acc"),
+    "itm": ("acc_hard_negatives", "acc_random_negatives"),
+}
+#: Sections that only some runs have (``retrieval_rerank``: ``rerank_k > 0``).
+OPTIONAL_SHAPE: dict[str, Any] = {
+    "retrieval_rerank": {"k": NUMBER, "coco": RECALL_KEYS, "f30k": RECALL_KEYS},
+}
+#: Free-form sections: ``timing`` (seconds per part, numbers), ``model`` and ``data`` (anything JSON).
+FREE_SECTIONS = ("timing", "model", "data")
 
 
-def _scores_section(retrieval: Mapping[str, Mapping[str, float]], vqa_score: float, nlvr2_dev: float,
-                    nlvr2_test: float) -> dict[str, Any]:
-    return {
-        "retrieval": {name: {key: float(retrieval[name][key]) for key in RECALL_KEYS} for name in ("coco", "f30k")},
-        "vqa": {"score": float(vqa_score)},
-        "nlvr2": {"dev_acc": float(nlvr2_dev), "test_acc": float(nlvr2_test)},
-    }
+def _numbers(values: Mapping[str, Any], shape: Any) -> Any:
+    """``values`` cut to ``shape``, every number a float except plain ints (counts such as ``k``)."""
+    if shape is NUMBER:
+        return values if type(values) is int else float(values)
+    if shape is NUMBERS:
+        return {str(key): float(value) for key, value in values.items()}
+    if isinstance(shape, Mapping):
+        return {key: _numbers(values[key], sub_shape) for key, sub_shape in shape.items()}
+    return {key: float(values[key]) for key in shape}
 
 
 def assemble_metrics(
     retrieval: Mapping[str, Mapping[str, float]],
-    vqa_score: float,
-    nlvr2_dev_acc: float,
-    nlvr2_test_acc: float,
-    chance_retrieval: Mapping[str, Mapping[str, float]],
-    chance_vqa_score: float,
-    chance_nlvr2_dev_acc: float,
-    chance_nlvr2_test_acc: float,
+    vqa: Mapping[str, Any],
+    nlvr2: Mapping[str, float],
+    itm: Mapping[str, float],
+    chance: Mapping[str, Any],
     model: Mapping[str, Any],
     data: Mapping[str, Any],
+    timing: Mapping[str, float] | None = None,
+    retrieval_rerank: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Put the scores and their baselines into the ``metrics.json`` shape (validated)."""
-    metrics = _scores_section(retrieval, vqa_score, nlvr2_dev_acc, nlvr2_test_acc)
-    metrics["chance"] = _scores_section(chance_retrieval, chance_vqa_score, chance_nlvr2_dev_acc, chance_nlvr2_test_acc)
+    """Put the scores, their baselines and the timings into the ``metrics.json`` shape (validated).
+
+    Every section is given as a dict with (at least) the keys of :data:`METRICS_SHAPE` (``chance``: of
+    :data:`CHANCE_SHAPE`); extra keys are dropped. ``retrieval_rerank`` (``k`` and the re-ranked recall of every
+    retrieval dataset) is written only when given.
+    """
+    sections = {"retrieval": retrieval, "retrieval_rerank": retrieval_rerank, "vqa": vqa, "nlvr2": nlvr2,
+                "itm": itm}
+    shapes = {**METRICS_SHAPE, **OPTIONAL_SHAPE}
+    metrics: dict[str, Any] = {name: _numbers(values, shapes[name]) for name, values in sections.items()
+                               if values is not None}  # re-ranked recall right after the dual encoder's
+    metrics["chance"] = _numbers(chance, CHANCE_SHAPE)
+    metrics["timing"] = {key: float(value) for key, value in (timing or {}).items()}
     metrics["model"] = dict(model)
     metrics["data"] = dict(data)
     check_metrics_shape(metrics)
     return metrics
 
 
+def _check_number(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where} = {value!r} is not a finite number")
+
+
+def _check_section(section: Any, shape: Any, where: str) -> None:
+    if shape is NUMBER:
+        _check_number(section, where)
+        return
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{where} = {section!r} is not a dictionary")
+    if shape is NUMBERS:
+        for name, value in section.items():
+            _check_number(value, f"{where}.{name}")
+        return
+    keys = set(shape)
+    if set(section) != keys:
+        raise ValueError(f"{where}: keys {sorted(section)} != {sorted(keys)}")
+    sub_shapes = shape if isinstance(shape, Mapping) else dict.fromkeys(shape, NUMBER)
+    for name, sub_shape in sub_shapes.items():
+        _check_section(section[name], sub_shape, f"{where}.{name}")
+
+
 def check_metrics_shape(metrics: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first missing / extra key or non-finite number of a metrics dict."""
-    expected_top = {"retrieval", "vqa", "nlvr2", "chance", "model", "data"}
-    if set(metrics) != expected_top:
-        raise ValueError(f"metrics keys {sorted(metrics)} != {sorted(expected_top)}")
-
-    def check(section: Mapping[str, Any], shape: Mapping[str, Any], where: str) -> None:
-        for key, sub_shape in shape.items():
-            if key not in section:
-                raise ValueError(f"{where}: key {key!r} missing")
-            if isinstance(sub_shape, Mapping):
-                if set(section[key]) != set(sub_shape):
-                    raise ValueError(f"{where}.{key}: keys {sorted(section[key])} != {sorted(sub_shape)}")
-                check(section[key], sub_shape, f"{where}.{key}")
-                continue
-            if set(section[key]) != set(sub_shape):
-                raise ValueError(f"{where}.{key}: keys {sorted(section[key])} != {sorted(sub_shape)}")
-            for name, value in section[key].items():
-                if not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ValueError(f"{where}.{key}.{name} = {value!r} is not a finite number")
-
-    check(metrics, METRICS_SHAPE, "metrics")
-    if set(metrics["chance"]) != set(METRICS_SHAPE):
-        raise ValueError(f"metrics.chance: keys {sorted(metrics['chance'])} != {sorted(METRICS_SHAPE)}")
-    check(metrics["chance"], METRICS_SHAPE, "metrics.chance")
+    required = set(METRICS_SHAPE) | {"chance"} | set(FREE_SECTIONS)
+    allowed = required | set(OPTIONAL_SHAPE)
+    if not required <= set(metrics) <= allowed:
+        raise ValueError(f"metrics keys {sorted(metrics)}: need {sorted(required)}, may add {sorted(OPTIONAL_SHAPE)}")
+    for name, shape in METRICS_SHAPE.items():
+        _check_section(metrics[name], shape, f"metrics.{name}")
+    for name, shape in OPTIONAL_SHAPE.items():
+        if name in metrics:
+            _check_section(metrics[name], shape, f"metrics.{name}")
+    _check_section(metrics["chance"], CHANCE_SHAPE, "metrics.chance")
+    _check_section(metrics["timing"], NUMBERS, "metrics.timing")
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -184,25 +249,75 @@ def _row(cells: Sequence[Any]) -> str:
 
 def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]],
                            plots: Mapping[str, str], sections: Sequence[str] = ()) -> str:
-    """A short Markdown report: retrieval / VQA / NLVR2 tables against chance, stage losses, the plots, then the
-    extra ``sections`` lines (the example gallery)."""
+    """A short Markdown report: retrieval / VQA / NLVR2 / ITM tables against chance, the image controls, VQA per
+    answer type and per question family, stage losses, the plots, then the extra ``sections`` lines (the example
+    gallery)."""
     lines = ["# VLMo evaluation report", ""]
     model = metrics.get("model", {})
+    chance = metrics["chance"]
+    timing = metrics.get("timing", {})
     if model:
         lines += [f"Model: `{model.get('config', '?')}` ({model.get('parameters', '?')} parameters).", ""]
+    rerank = metrics.get("retrieval_rerank")
     lines += ["## Retrieval (test split, dual encoder, full image × caption matrix)", "",
               _row(["dataset", "", *RECALL_KEYS]), _row(["---"] * (len(RECALL_KEYS) + 2))]
     for name, scores in metrics["retrieval"].items():
-        chance = metrics["chance"]["retrieval"][name]
         lines.append(_row([name, "model", *(scores[key] for key in RECALL_KEYS)]))
-        lines.append(_row([name, "chance", *(chance[key] for key in RECALL_KEYS)]))
-    lines += ["", "## VQA and NLVR2", "", _row(["task", "metric", "model", "baseline"]), _row(["---"] * 4),
-              _row(["VQA", "VQA score", metrics["vqa"]["score"], metrics["chance"]["vqa"]["score"]]),
-              _row(["NLVR2", "dev accuracy", metrics["nlvr2"]["dev_acc"], metrics["chance"]["nlvr2"]["dev_acc"]]),
-              _row(["NLVR2", "test1 accuracy", metrics["nlvr2"]["test_acc"],
-                    metrics["chance"]["nlvr2"]["test_acc"]]),
+        if rerank and name in rerank:
+            lines.append(_row([name, f"ITM re-rank, top {rerank['k']}", *(rerank[name][key] for key in RECALL_KEYS)]))
+        lines.append(_row([name, "chance", *(chance["retrieval"][name][key] for key in RECALL_KEYS)]))
+    lines.append("")
+    if rerank:
+        lines += [f"ITM re-rank: the top {rerank['k']} candidates of every query (both directions) scored as cosine + "
+                  "ITM match logit of the stage-3 model (the fine-tuned dual encoders keep no ITM head), as the "
+                  "official `compute_irtr_recall_with_rerank`.", ""]
+    seconds = [f"{name}: dual encoder {timing[f'retrieval_{name}_dual_encoder_s']:.1f} s"
+               + (f", ITM re-rank {timing[f'retrieval_{name}_rerank_s']:.1f} s"
+                  if f"retrieval_{name}_rerank_s" in timing else "")
+               for name in metrics["retrieval"] if f"retrieval_{name}_dual_encoder_s" in timing]
+    if seconds:
+        lines += ["Time (embeddings + recall; re-rank: fused passes + recall): " + "; ".join(seconds) + ".", ""]
+    vqa, nlvr2, itm = metrics["vqa"], metrics["nlvr2"], metrics["itm"]
+    lines += ["## VQA, NLVR2 and ITM", "", _row(["task", "metric", "model", "baseline"]), _row(["---"] * 4),
+              _row(["VQA", "VQA score", vqa["score"], chance["vqa"]["score"]]),
+              _row(["NLVR2", "dev accuracy", nlvr2["dev_acc"], chance["nlvr2"]["dev_acc"]]),
+              _row(["NLVR2", "test1 accuracy", nlvr2["test_acc"], chance["nlvr2"]["test_acc"]]),
+              _row(["ITM (stage 3)", "accuracy, hard negatives", itm["acc_hard_negatives"],
+                    chance["itm"]["acc_hard_negatives"]]),
+              _row(["ITM (stage 3)", "accuracy, random negatives", itm["acc_random_negatives"],
+                    chance["itm"]["acc_random_negatives"]]),
               "", "Baselines: expected recall of a random ranking; always the majority training answer (VQA) or "
-              "label (NLVR2).", ""]
+              "label (NLVR2); guessing on the balanced ITM decisions (50).", ""]
+    lines += ["## Does the model look at the image?", "",
+              _row(["task", "metric", "real images", "shuffled images", "blank images", "baseline"]),
+              _row(["---"] * 6),
+              _row(["VQA", "VQA score", vqa["score"], vqa["score_shuffled_images"], vqa["score_blank_images"],
+                    chance["vqa"]["score"]]),
+              _row(["NLVR2", "dev accuracy", nlvr2["dev_acc"], nlvr2["dev_acc_shuffled_images"], "n/a",
+                    chance["nlvr2"]["dev_acc"]]),
+              _row(["ITM (stage 3)", "accuracy, hard negatives", itm["acc_hard_negatives"], "n/a", "n/a",
+                    chance["itm"]["acc_hard_negatives"]]),
+              _row(["ITM (stage 3)", "accuracy, random negatives", itm["acc_random_negatives"], "n/a", "n/a",
+                    chance["itm"]["acc_random_negatives"]]),
+              "",
+              "Shuffled: every question / statement scored with the image (pair) of another test example (a seeded "
+              "permutation of the images without fixed points: nothing keeps its own image). Blank: every image "
+              "replaced by a mid-grey one. A model that reads the image drops towards the baseline; equal numbers "
+              "mean it answers from the text alone. ITM: one positive and one negative caption per test image "
+              "(negatives: hard = sampled from the model's ITC similarities, random = uniform), so 50 is chance; "
+              f"{itm['hard_negative_duplicate_rate']:.1f} % of the hard and {itm['random_negative_duplicate_rate']:.1f}"
+              " % of the random negatives are word for word the positive caption.", ""]
+    counts = metrics.get("data", {}).get("vqa_question_counts", {})
+    for key, title, what in (("by_type", "VQA by answer type", "answer type"),
+                             ("by_family", "VQA by question family (demo world)", "question family")):
+        if not vqa[key]:
+            continue
+        baseline = "majority answer of the type" if key == "by_type" else "majority answer of the family"
+        lines += [f"## {title}", "", _row([what, "questions", "model", baseline]), _row(["---"] * 4)]
+        for name, score in vqa[key].items():
+            lines.append(_row([name, counts.get(key, {}).get(name, "?"), score,
+                               _number(chance["vqa"][key].get(name))]))
+        lines.append("")
     if stages:
         lines += ["## Training", "", _row(["stage / task", "steps", "first loss", "last loss", "seconds"]),
                   _row(["---"] * 5)]

@@ -15,6 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "retrieval_f30k_model",
                     "vqa_model",
                     "nlvr2_model",
+                    "pretrained_model",  # stage 3: held-out ITM and the ITM re-ranking of retrieval
                     "coco_arrow",
                     "f30k_arrow",
                     "vqav2_arrow",
