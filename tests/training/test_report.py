@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +144,29 @@ def test_recall_from_scores_matches_the_feature_based_recall():
     scores = images @ texts.t()
     expected = retrieval_recall(images, texts, text_to_image)
     assert recall_from_scores(scores, scores.t(), text_to_image) == pytest.approx(expected)
+
+
+def test_dvc_metrics_show_prints_the_nested_metrics(tmp_path: Path):
+    """metrics.json is the DVC metric file: every score, the image controls and the breakdowns (nested dicts, keys
+    such as "yes/no") come out of `dvc metrics show`."""
+    metrics = _metrics(rerank=True)
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "dvc.yaml").write_text("metrics:\n  - metrics.json\n")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    shown = json.loads(run("dvc", "metrics", "show", "--json"))[""]["data"]["metrics.json"]["data"]
+    for section in ("vqa", "nlvr2", "itm", "retrieval_rerank", "chance"):
+        assert shown[section] == metrics[section], section
+    table = run("dvc", "metrics", "show")
+    for key in ("vqa.score_shuffled_images", "vqa.score_blank_images", "vqa.by_type.yes/no", "vqa.by_family.presence",
+                "nlvr2.dev_acc_shuffled_images", "itm.acc_hard_negatives", "itm.acc_random_negatives",
+                "itm.hard_negative_duplicate_rate", "retrieval_rerank.coco.tr_r1", "chance.itm.acc_hard_negatives",
+                "chance.vqa.by_type.number", "timing.retrieval_coco_rerank_s"):
+        assert key in table, key

@@ -224,6 +224,13 @@ def rerank_scores(itm_model: VLMo, scores: torch.Tensor, image_dataset: Any, tex
     return i2t, t2i
 
 
+def _trim_padding(text_ids: torch.Tensor, text_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the padding columns no text of the batch uses: the fused pass then costs what the longest text needs
+    (padded keys are masked and text positions are relative, so the logits are the same)."""
+    length = max(1, int(text_masks.sum(dim=1).max()))
+    return text_ids[:, :length], text_masks[:, :length]
+
+
 def _itm_match_logits(itm_model: VLMo, image_rows: Sequence[int], text_rows: Sequence[int], image_dataset: Any,
                       text_dataset: Any, device: torch.device, batch_size: int) -> torch.Tensor:
     """(P,) ITM match logit (index 1) of every (image row, caption) pair, in fused passes of ``batch_size``."""
@@ -243,8 +250,9 @@ def _itm_match_logits(itm_model: VLMo, image_rows: Sequence[int], text_rows: Seq
                 item = text_dataset[row]
                 texts[row] = {"text_ids": item["text_ids"], "text_masks": item["text_masks"]}
         pixels = torch.stack([images[row] for row in chunk_images]).to(device)
-        ids = torch.stack([texts[row]["text_ids"] for row in chunk_texts]).to(device)
-        masks = torch.stack([texts[row]["text_masks"] for row in chunk_texts]).to(device)
+        ids, masks = _trim_padding(torch.stack([texts[row]["text_ids"] for row in chunk_texts]),
+                                   torch.stack([texts[row]["text_masks"] for row in chunk_texts]))
+        ids, masks = ids.to(device), masks.to(device)
         with _autocast(device):
             logits.append(itm_model.itm_logits(ids, masks, pixels)[:, 1].float().cpu())
     return torch.cat(logits) if logits else torch.zeros(0)
@@ -420,9 +428,9 @@ def evaluate_itm(
     for start, pixels in image_batches():
         count = pixels.shape[0]
         columns = [torch.arange(start, start + count)] + [negatives[mode][start:start + count] for mode in modes]
-        chosen = torch.cat(columns)
+        ids, masks = _trim_padding(text_ids[torch.cat(columns)], text_masks[torch.cat(columns)])
         with _autocast(device):
-            logits = model.itm_logits(text_ids[chosen].to(device), text_masks[chosen].to(device),
+            logits = model.itm_logits(ids.to(device), masks.to(device),
                                       pixels.repeat(len(columns), 1, 1, 1)).float().cpu()
         predicted = logits.argmax(1).view(len(columns), count)
         correct["positive"].append(predicted[0] == 1)
