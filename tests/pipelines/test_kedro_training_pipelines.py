@@ -62,6 +62,7 @@ def test_registry_has_the_training_chain():
     for task in ("finetune_retrieval_coco", "finetune_retrieval_f30k", "finetune_vqa", "finetune_nlvr2"):
         assert "pretrained_model" in inputs[task]
     assert {"retrieval_coco_model", "retrieval_f30k_model", "vqa_model", "nlvr2_model"} <= inputs["evaluate_models"]
+    assert "pretrained_model" in inputs["evaluate_models"]  # stage 3's ITM head: held-out ITM, ITM re-rank
 
 
 def test_parameters_output_dirs_match_the_catalog():
