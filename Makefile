@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo plots test test-fast viz viz-snapshot bench clean-data
+.PHONY: setup demo ablation plots test test-fast viz viz-snapshot bench clean-data
 
 setup: $(STAMP) $(VEGA)/versions.json
 
@@ -39,6 +39,14 @@ demo: setup
 	$(PY) -m vlmo_pipeline.console summary
 	@$(PY) -m vlmo_pipeline.viz_snapshot --out data/08_reporting/kedro_viz.png || echo "warning: no Kedro-Viz screenshot (it needs Chromium: scripts/install_chromium.sh)"
 	@$(MAKE) --no-print-directory plots
+
+# The stage-wise pretraining ablation (not part of `make demo`): `dvc repro` first (a no-op when the demo is up to
+# date), then the demo chain without stage 1, without stage 2 and without both, from the same seeds and parameters
+# (models, logs, metrics under data/09_ablation/<variant>/), next to the demo's own metrics ->
+# data/08_reporting/ablation.md + ablation.json. ABLATION_ARGS="--variants no_stage2" runs one variant.
+ablation: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	$(PY) -m vlmo_pipeline.ablation $(ABLATION_ARGS)
 
 # `dvc plots show` (loss per stage, recall@K) as a page that renders offline -> data/08_reporting/dvc_plots/index.html
 plots: setup
