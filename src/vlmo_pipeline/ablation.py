@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from vlmo_pipeline.train import RUNS as TRAIN_RUNS
+
 __all__ = [
     "VARIANTS",
     "FULL",
@@ -64,16 +66,9 @@ logger = logging.getLogger(__name__)
 FULL = "full"
 PRETRAIN_SECTIONS = ("pretrain_stage1", "pretrain_stage2", "pretrain_stage3")
 FINETUNE_SECTIONS = ("finetune_retrieval_coco", "finetune_retrieval_f30k", "finetune_vqa", "finetune_nlvr2")
-#: Kedro parameters section -> run name (model folder, training summary, evaluation model key)
-RUN_NAMES: dict[str, str] = {
-    "pretrain_stage1": "stage1",
-    "pretrain_stage2": "stage2",
-    "pretrain_stage3": "stage3",
-    "finetune_retrieval_coco": "retrieval_coco",
-    "finetune_retrieval_f30k": "retrieval_f30k",
-    "finetune_vqa": "vqa",
-    "finetune_nlvr2": "nlvr2",
-}
+#: Kedro parameters section -> run name (model folder, training summary, evaluation model key): the table of
+#: runs that `python -m vlmo_pipeline.train` already keeps, read the other way round.
+RUN_NAMES: dict[str, str] = {section: run for run, (section, _) in TRAIN_RUNS.items()}
 #: variant -> the pretraining stages it leaves out (stage 1, when kept, is the demo's own model: not retrained)
 VARIANTS: dict[str, tuple[str, ...]] = {
     "no_stage1": ("pretrain_stage1",),
