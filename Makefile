@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml requirements.lock
 # Only when the files are missing; without npm (or offline) it warns and `make plots` falls back to DVC's CDN page.
 $(VEGA)/versions.json: | $(STAMP)
 	@$(PY) -m vlmo_pipeline.dvc_plots fetch --vega-dir $(VEGA) || echo "warning: vega not fetched; make plots will use DVC's default page, which needs a network"
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots configure --vega-dir $(VEGA) || echo "warning: plain \`dvc plots show\` will load vega from a CDN; \`make plots\` still renders offline"
 
 # The whole chain through DVC (demo world -> ingest -> vocab -> 3 pretraining stages -> 4 fine-tunes -> evaluate);
 # a second `make demo` re-runs only stages whose code, parameters or inputs changed.
@@ -50,6 +51,7 @@ ablation: setup
 
 # `dvc plots show` (loss per stage, recall@K) as a page that renders offline -> data/08_reporting/dvc_plots/index.html
 plots: setup
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots configure --vega-dir $(VEGA) >/dev/null 2>&1 || true
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots show --vega-dir $(VEGA) --out data/08_reporting/dvc_plots
 
 # pytest exits 5 when a selection collects no test; that is not a failure.

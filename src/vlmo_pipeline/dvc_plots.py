@@ -6,6 +6,9 @@ DVC's default page loads vega, vega-lite and vega-embed from a public CDN, so it
   vega-embed@6) and keeps their ``build/*.min.js`` and licence files in ``<venv>/vega/``. They are third-party
   code: they live in the git-ignored virtual environment and are never committed. Nothing happens when they are
   already there; without npm it only warns.
+* ``configure`` (run by `make setup` and `make plots`): makes the plain ``dvc plots show`` render offline too. It
+  writes ``<venv>/vega/dvc_plots_inline.html`` (our template with the three libraries inlined into the page) and
+  points DVC's ``plots.html_template`` at it in ``.dvc/config.local`` (git-ignored: the path is this machine's).
 * ``show`` (run by `make plots`): ``dvc plots show --html-template scripts/dvc_plots_template.html -o <out>``,
   then copies the three libraries next to ``index.html``; the template loads them from the page's own folder, so
   the output folder is self-contained and renders from ``file://``. Without the libraries it warns and falls
@@ -15,6 +18,7 @@ The output folder is written beside its final place and renamed into it, so a fa
 page intact.
 
     python -m vlmo_pipeline.dvc_plots fetch [--vega-dir DIR]
+    python -m vlmo_pipeline.dvc_plots configure [--vega-dir DIR]
     python -m vlmo_pipeline.dvc_plots show [--out data/08_reporting/dvc_plots] [--vega-dir DIR] [TARGET ...]
 """
 
@@ -42,6 +46,8 @@ __all__ = [
     "fetch_vega",
     "missing_vega_files",
     "show_plots",
+    "inline_template",
+    "configure_plain_dvc",
     "main",
 ]
 
@@ -50,6 +56,8 @@ VEGA_PACKAGES: dict[str, str] = {"vega": "5", "vega-lite": "5", "vega-embed": "6
 MANIFEST = "versions.json"
 DEFAULT_OUT = Path("data/08_reporting/dvc_plots")
 DEFAULT_TEMPLATE = Path("scripts/dvc_plots_template.html")
+#: the template with the libraries inlined (written into the vega folder; plain `dvc plots show` uses it)
+INLINE_TEMPLATE = "dvc_plots_inline.html"
 #: a script tag that loads code from the network (the page must not have one when it is meant to be offline)
 REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE)
 
@@ -151,6 +159,48 @@ def _check_template(template: Path) -> None:
         raise PlotsError(f"{template}: loads a script from the network; the page must work offline")
 
 
+def inline_template(template: Path, vega_dir: Path) -> str:
+    """``template`` with each ``<script src="<library>.min.js"></script>`` replaced by the library's code.
+
+    A page built from it needs no files beside it, so DVC's own output folder (``dvc_plots/``) renders offline.
+    """
+    _check_template(template)
+    text = template.read_text(encoding="utf-8")
+    for package in VEGA_PACKAGES:
+        tag = f'<script src="{_script_name(package)}"></script>'
+        if tag not in text:
+            raise PlotsError(f"{template}: no {tag} to inline")
+        code = (Path(vega_dir) / _script_name(package)).read_text(encoding="utf-8")
+        # the page is filled by plain string replacement: library code must not end the script element early or
+        # contain DVC's placeholders
+        for forbidden in ("</script", "{plot_divs}", "{refresh_tag}", "{scripts}"):
+            if forbidden in code:
+                raise PlotsError(f"{vega_dir / _script_name(package)} contains {forbidden!r}; it cannot be inlined")
+        text = text.replace(tag, f"<script>/* {package}: see {package}.LICENSE in {vega_dir} */\n{code}\n</script>")
+    return text
+
+
+def configure_plain_dvc(project: Path = Path("."), vega_dir: Path | None = None,
+                        template: Path = DEFAULT_TEMPLATE) -> Path:
+    """Write the inlined template into ``vega_dir`` and set ``plots.html_template`` in ``.dvc/config.local``.
+
+    Returns the template's path. Raises ``PlotsError`` when the libraries are missing or DVC refuses the setting.
+    """
+    project = Path(project).resolve()
+    vega_dir = (project / (vega_dir or default_vega_dir())).resolve()
+    missing = missing_vega_files(vega_dir)
+    if missing:
+        raise PlotsError(f"vega libraries missing from {vega_dir} ({', '.join(missing)}): run `make setup`")
+    page = vega_dir / INLINE_TEMPLATE
+    atomic_write_bytes(page, inline_template((project / template).resolve(), vega_dir).encode("utf-8"))
+    command = [_dvc(), "config", "--local", "plots.html_template", str(page)]
+    result = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, DVC_NO_ANALYTICS="1"))
+    if result.returncode != 0:
+        raise PlotsError(f"`{' '.join(command[1:])}` failed (exit {result.returncode}): {result.stderr.strip()}")
+    return page
+
+
 def _dvc() -> str:
     beside = Path(sys.executable).with_name("dvc")
     if beside.is_file():
@@ -214,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="npm pack vega, vega-lite, vega-embed into the vega folder")
+    configure = commands.add_parser("configure", help="make plain `dvc plots show` render offline (.dvc/config.local)")
     show = commands.add_parser("show", help="dvc plots show with the offline template")
-    for sub in (fetch, show):
+    for sub in (fetch, configure, show):
         sub.add_argument("--vega-dir", type=Path, default=None, help="default: $VLMO_VEGA_DIR or <venv>/vega")
     show.add_argument("--out", type=Path, default=DEFAULT_OUT)
     show.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
@@ -233,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             state = "present" if already else "fetched"
             print(f"vega libraries {state} in {vega_dir}: "
                   + ", ".join(f"{name} {version}" for name, version in versions.items()))
+            return 0
+        if args.command == "configure":
+            page = configure_plain_dvc(vega_dir=vega_dir)
+            print(f"`dvc plots show` now renders offline: plots.html_template = {page} (in .dvc/config.local)")
             return 0
         page, offline = show_plots(args.out, vega_dir, args.template, args.targets)
     except PlotsError as error:

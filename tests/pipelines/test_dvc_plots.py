@@ -153,3 +153,26 @@ def test_fetch_is_a_no_op_when_present_and_warns_without_npm(tmp_path: Path, mon
     assert main(["fetch", "--vega-dir", str(tmp_path / "empty")]) == 0  # setup must not fail without npm
     assert "warning: npm not found" in capsys.readouterr().err
     assert missing_vega_files(tmp_path / "empty") == [*(f"{p}.min.js" for p in VEGA_PACKAGES), MANIFEST]
+
+
+def test_plain_dvc_plots_show_renders_offline_after_configure(plots_repo: Path, vega_dir: Path, monkeypatch):
+    """`dvc plots show` as a user types it (DVC's own output folder) gets the inlined template from config.local."""
+    monkeypatch.setenv("PATH", _env()["PATH"])
+    monkeypatch.chdir(plots_repo)
+    assert main(["configure", "--vega-dir", str(vega_dir)]) == 0
+    assert "html_template" in (plots_repo / ".dvc" / "config.local").read_text()
+    _run(plots_repo, sys.executable, "-m", "dvc", "plots", "show")
+    page = plots_repo / "dvc_plots" / "index.html"
+    html = page.read_text()
+    assert not REMOTE_SCRIPT.search(html) and "cdn.jsdelivr" not in html
+    assert not list(page.parent.glob("*.js")), "the libraries should be inside the page, not beside it"
+    for package in VEGA_PACKAGES:
+        assert (vega_dir / f"{package}.min.js").read_text() in html
+    chromium = find_chromium()
+    if chromium is None:
+        return
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+             page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'class="vega-embed' in dom and "<canvas" in dom and '<canvas width="0"' not in dom, dom[-2000:]
