@@ -176,3 +176,39 @@ def test_plain_dvc_plots_show_renders_offline_after_configure(plots_repo: Path, 
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
              page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert 'class="vega-embed' in dom and "<canvas" in dom and '<canvas width="0"' not in dom, dom[-2000:]
+
+
+def test_every_loss_plot_is_titled_by_its_stage_and_the_combined_plot_colours_by_stage(tmp_path: Path, monkeypatch):
+    import yaml
+
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    logs = {}
+    for stage, definition in dvc_yaml["stages"].items():
+        for plot in definition.get("plots", []):
+            (path, props), = plot.items()
+            assert stage in props["title"] and "/" not in props["title"], (stage, props)
+            logs[path.split("/")[-2]] = path
+    combined = next(plot["training_loss"] for plot in dvc_yaml["plots"] if "training_loss" in plot)
+    assert sorted(combined["y"]) == sorted(logs.values()), "the combined plot must show every stage's log"
+
+    # render the combined plot with real DVC from two stages' logs: one colour per stage folder
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _run(repo, "git", "init", "-q")
+    _run(repo, sys.executable, "-m", "dvc", "init", "-q")
+    shutil.copytree(REPO / ".dvc" / "plots", repo / ".dvc" / "plots", dirs_exist_ok=True)
+    for stage in ("stage1", "vqa"):
+        (repo / "data" / "08_reporting" / stage).mkdir(parents=True)
+        (repo / "data" / "08_reporting" / stage / "metrics.csv").write_text(LOSS_CSV)
+    two = {name: value for name, value in combined.items() if name != "y"}
+    two["y"] = {logs[stage]: "train/loss_step" for stage in ("stage1", "vqa")}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": [{"training_loss": two}]}))
+    result = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=repo, env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (spec,) = [entry["content"] for entries in json.loads(result.stdout)["data"].values() for entry in entries]
+    assert spec["encoding"]["color"]["field"] == "stage"
+    stage_expr = next(step["calculate"] for step in spec["transform"] if step.get("as") == "stage")
+    # DVC shortens the file names to what differs ("stage1/metrics.csv"); the stage is the folder name either way
+    assert {row["filename"].split("/")[-2] for row in spec["data"]["values"]} == {"stage1", "vqa"}
+    assert "'data/08_reporting/', ''" in stage_expr and "'/metrics.csv', ''" in stage_expr
