@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo ablation plots test test-fast viz viz-snapshot bench clean-data
+.PHONY: setup demo ablation plots metrics test test-fast viz viz-snapshot bench clean-data
 
 setup: $(STAMP) $(VEGA)/versions.json
 
@@ -53,6 +53,11 @@ ablation: setup
 plots: setup
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots configure --vega-dir $(VEGA) >/dev/null 2>&1 || true
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots show --vega-dir $(VEGA) --out data/08_reporting/dvc_plots
+
+# The evaluation numbers as one Markdown table per task (dvc metrics show, regrouped), chance beside each number.
+# METRICS_ARGS="--diff" compares with HEAD, "--all" adds timings and the per-stage training table.
+metrics: setup
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.tools.metrics_view $(METRICS_ARGS)
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
 test: setup
