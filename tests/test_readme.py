@@ -71,3 +71,17 @@ def test_use_the_model_block_on_the_demo_model() -> None:
     if not (REPO / "data" / "06_models" / "retrieval_coco" / "model.safetensors").is_file():
         pytest.skip("no trained demo model in this checkout (run `make demo`)")
     check_scores(run_block(readme_block("Use the model"), REPO))
+
+
+def test_common_questions_point_at_files_and_tests_that_exist() -> None:
+    """Every `path` and `tests/...::test_name` the README's answers cite exists (answers must not rot)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Answers to common questions\n", 1)[1].split("\n## ", 1)[0]
+    cited_tests = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", section)
+    assert len(cited_tests) >= 4, cited_tests
+    for path, name in cited_tests:
+        source = (REPO / path).read_text(encoding="utf-8")
+        assert f"def {name}(" in source, f"README cites {path}::{name}, which does not exist"
+    for path in re.findall(r"`((?:src|docs)/[\w/.]+)`", section):
+        assert (REPO / path).exists(), f"README cites {path}, which does not exist"
+    assert "vlmo embed" in section and "--output" in section
