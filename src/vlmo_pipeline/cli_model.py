@@ -3,70 +3,274 @@
 All three read a model directory written by ``VLMo.save_pretrained`` (``config.json``,
 ``model.safetensors`` and the ``vocab.txt`` used in training; ``vqa`` also reads an optional
 ``answer_vocab.json``: a JSON list of answers in label order).
+
+Errors a user can cause (a wrong path, a corrupt ``config.json`` or weights file, a file that is not an image, a bad
+vocabulary, ...) are raised as :class:`CommandError` with a message that starts with the offending path, and
+:func:`guarded` prints them as ONE line on stderr (``vlmo <command>: error: <path>: <what is wrong>``) with exit
+status 1; wrong or missing options are :class:`UsageError` (exit status 2, like argparse's own errors). Anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import re
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
+
+from vlmo_pipeline.files import atomic_write_json, atomic_write_via
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 ANSWER_VOCAB_NAME = "answer_vocab.json"
+# Same names as vlmo_pipeline.models.vlmo (not imported here: that would import torch for `vlmo --help`).
+CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME = "config.json", "model.safetensors", "vocab.txt"
+MODEL_FILES = f"{CONFIG_NAME} + {WEIGHTS_NAME}"
 
 
 class CommandError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
+    """A user-facing runtime error (missing or corrupt file, ...): one line on stderr, exit status 1."""
+
+    exit_code = 1
+
+
+class UsageError(CommandError):
+    """Options that do not fit together or a bad option value: one line on stderr, exit status 2 (as argparse)."""
+
+    exit_code = 2
+
+
+def one_line(message: str) -> str:
+    """``message`` with its lines joined by ``"; "`` (multi-line library messages stay one stderr line)."""
+    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def _reason(error: BaseException) -> str:
+    """The useful part of an exception's message (``strerror`` for OS errors, without the repeated path)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def _about(path: Path, error: BaseException, what: str) -> str:
+    """``"<path>: <what> (<reason>)"``, or the library's own message when it already starts with the path.
+
+    An OS error about another file (a parent folder, say) names that file in the reason."""
+    reason = _reason(error)
+    other = getattr(error, "filename", None)
+    if isinstance(error, OSError) and other is not None and str(other) != str(path) and error.strerror:
+        reason = f"{other}: {error.strerror}"
+    if reason.startswith(str(path)):
+        return reason
+    return f"{path}: {what} ({reason})"
+
+
+def print_error(command: str | None, message: str) -> None:
+    """Print ``vlmo <command>: error: <message>`` as one line on stderr."""
+    prefix = f"vlmo {command}" if command else "vlmo"
+    print(f"{prefix}: error: {one_line(message)}", file=sys.stderr)
+
+
+def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a sub-command: :class:`CommandError` -> one stderr line + its exit code; OS errors -> one line, 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        name = getattr(args, "command", None)
+        try:
+            return int(command(args) or 0)
+        except CommandError as error:
+            print_error(name, str(error))
+            return error.exit_code
+        except OSError as error:  # safety net: a file problem not anticipated at its call site (still names it)
+            where = f"{error.filename}: " if error.filename else ""
+            print_error(name, f"{where}{_reason(error)}")
+            return 1
+
+    run.__doc__ = command.__doc__
+    run.__wrapped__ = command  # type: ignore[attr-defined]
+    return run
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------- files
+
+
+def _existing_file(value: str, what: str) -> Path:
+    path = Path(value)
+    if not path.exists():
+        raise CommandError(f"{path}: no such {what}")
+    if not path.is_file():
+        raise CommandError(f"{path}: not a file ({what} expected)")
+    return path
+
+
+def _list_images(folder: str) -> list[Path]:
+    directory = Path(folder)
+    if not directory.exists():
+        raise CommandError(f"{directory}: no such image folder")
+    if not directory.is_dir():
+        raise CommandError(f"{directory}: not a directory (a folder of images expected)")
+    try:
+        images = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as error:
+        raise CommandError(_about(Path(error.filename or directory), error, "cannot list")) from error
+    if not images:
+        raise CommandError(f"{directory}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise CommandError(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    except OSError as error:
+        raise CommandError(_about(file, error, "cannot read")) from error
+
+
+def _read_lines(path: str) -> list[str]:
+    file = _existing_file(path, "text file")
+    lines = [line.strip() for line in _read_text(file).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise CommandError(f"{file}: no non-empty lines")
+    return lines
+
+
+def _read_model_config(directory: Path):
+    """Check that ``directory`` holds a readable save_pretrained output; returns its ``VLMoConfig``."""
+    from vlmo_pipeline.models.config import VLMoConfig
+
+    if not directory.exists():
+        raise CommandError(f"{directory}: no such model directory (expected {MODEL_FILES})")
+    if not directory.is_dir():
+        raise CommandError(f"{directory}: not a directory (expected a model directory with {MODEL_FILES})")
+    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (directory / name).is_file()]
+    if missing:
+        raise CommandError(
+            f"{directory}: not a model directory: no {' and no '.join(missing)} (expected {MODEL_FILES} "
+            "written by save_pretrained)"
+        )
+    config_path = directory / CONFIG_NAME
+    text = _read_text(config_path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CommandError(f"{config_path}: invalid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise CommandError(f"{config_path}: expected a JSON object of model settings, got a {type(data).__name__}")
+    try:
+        return VLMoConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"{config_path}: invalid model config ({error})") from error
+
+
+def _resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--device {name}: not a device (use cpu, cuda, cuda:N or auto)") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CommandError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CommandError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def _write_output(target: Path, writer: Callable[[Path], object]) -> None:
+    """Atomic write (vlmo_pipeline.files) with OS errors reported against ``target``."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_via(target, writer)
+    except OSError as error:
+        raise CommandError(_about(target, error, "cannot write")) from error
 
 
 # ----------------------------------------------------------------------------------------- loading
 
+_BYTES_IO_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
 
 class LoadedModel:
-    """A model directory ready for inference: model (eval mode), tokenizer, eval transform, device."""
+    """A model directory ready for inference: model (eval mode), tokenizer, eval transform, device.
+
+    Every foreseeable problem with the directory, the vocabulary or the device raises :class:`CommandError` naming
+    the file (``config.json`` unreadable / not JSON / not a config, weights not a safetensors file or not this
+    model's, vocab missing / malformed / too large for the model)."""
 
     def __init__(self, model_dir: str, device: str = "cpu", vocab_file: str | None = None) -> None:
-        import torch
+        from safetensors import SafetensorError
 
         from vlmo_pipeline.models import VLMo
+        from vlmo_pipeline.models.checkpoint import CheckpointMismatchError
         from vlmo_pipeline.models.tokenizer import VLMoTokenizer
         from vlmo_pipeline.models.transforms import build_eval_transform
 
         directory = Path(model_dir)
-        if not (directory / "config.json").is_file():
-            raise CommandError(f"{directory}: not a model directory (no config.json); expected a save_pretrained output")
-        vocab = Path(vocab_file) if vocab_file else directory / "vocab.txt"
-        if not vocab.is_file():
+        config = _read_model_config(directory)
+        vocab = _existing_file(vocab_file, "vocabulary file") if vocab_file else directory / VOCAB_NAME
+        if not vocab_file and not vocab.is_file():
             raise CommandError(f"{vocab}: vocabulary not found; pass --vocab FILE or save the model with its vocab.txt")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.directory = directory
-        self.device = torch.device(device)
-        self.model = VLMo.from_pretrained(directory).to(self.device).eval()
-        self.tokenizer = VLMoTokenizer(str(vocab), lowercase=True, max_len=self.model.config.max_text_len)
-        if self.tokenizer.vocab_size > self.model.config.vocab_size:
+        try:
+            tokenizer = VLMoTokenizer(str(vocab), lowercase=True, max_len=config.max_text_len)
+        except UnicodeDecodeError as error:
+            raise CommandError(f"{vocab}: not a UTF-8 vocabulary ({error.reason} at byte {error.start})") from error
+        except (OSError, ValueError) as error:
+            raise CommandError(_about(vocab, error, "invalid vocabulary")) from error
+        if tokenizer.vocab_size > config.vocab_size:
             raise CommandError(
-                f"{vocab} has {self.tokenizer.vocab_size} tokens but the model's vocab_size is "
-                f"{self.model.config.vocab_size}: wrong vocabulary for this model"
+                f"{vocab}: {tokenizer.vocab_size} tokens but the model's vocab_size is {config.vocab_size}: "
+                "wrong vocabulary for this model"
             )
+        self.directory = directory
+        self.device = _resolve_device(device)
+        weights = directory / WEIGHTS_NAME
+        try:
+            model = VLMo.from_pretrained(directory)
+        except (SafetensorError, CheckpointMismatchError) as error:
+            raise CommandError(f"{weights}: cannot load the weights ({error})") from error
+        except (OSError, ValueError) as error:
+            raise CommandError(_about(weights, error, "cannot load the weights")) from error
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
         self.transform = build_eval_transform(self.model.config.image_size)
+
+    def load_image(self, path: Path):
+        """The eval-transformed tensor of one image file; unreadable or undecodable files raise CommandError."""
+        from vlmo_pipeline.models.transforms import decode_image
+
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise CommandError(_about(path, error, "cannot read image")) from error
+        try:
+            image = decode_image(data)
+        except ValueError as error:
+            cause = error.__cause__
+            detail = f"{type(cause).__name__}: {_BYTES_IO_REPR.sub('', str(cause))}" if cause else str(error)
+            raise CommandError(f"{path}: not a readable image ({detail.strip()})") from error
+        return self.transform(image)
 
     def image_tensor(self, paths: list[Path]):
         import torch
 
-        from vlmo_pipeline.models.transforms import decode_image
-
-        tensors = []
-        for path in paths:
-            try:
-                tensors.append(self.transform(decode_image(path.read_bytes())))
-            except (OSError, ValueError) as error:
-                raise CommandError(f"{path}: cannot read image ({error})") from error
-        return torch.stack(tensors).to(self.device)
+        return torch.stack([self.load_image(path) for path in paths]).to(self.device)
 
     def text_tensors(self, texts: list[str]):
         encoded = self.tokenizer.encode(texts)
@@ -92,59 +296,28 @@ class LoadedModel:
         return torch.cat(chunks)
 
 
-def _list_images(folder: str) -> list[Path]:
-    directory = Path(folder)
-    if not directory.is_dir():
-        raise CommandError(f"{directory}: not a directory")
-    images = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise CommandError(f"{directory}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return images
-
-
-def _read_lines(path: str) -> list[str]:
-    file = Path(path)
-    if not file.is_file():
-        raise CommandError(f"{file}: file not found")
-    lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise CommandError(f"{file}: no non-empty lines")
-    return lines
-
-
-def _write_atomic(target: Path, writer: Callable[[str], Any]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    try:
-        writer(temp)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 # ----------------------------------------------------------------------------------------- commands
 
 
 def run_embed(args: argparse.Namespace) -> int:
     """Embed a folder of images and/or a text file of queries with the dual encoder."""
     if not args.images and not args.texts:
-        raise CommandError("embed needs --images DIR and/or --texts FILE")
+        raise UsageError("embed needs --images DIR and/or --texts FILE")
     output = Path(args.output)
     if output.suffix not in (".npy", ".safetensors"):
-        raise CommandError(f"{output}: output must end in .npy or .safetensors")
+        raise UsageError(f"{output}: output must end in .npy or .safetensors")
     if output.suffix == ".npy" and args.images and args.texts:
-        raise CommandError("a .npy file holds one array: give only --images or --texts, or write .safetensors")
+        raise UsageError("a .npy file holds one array: give only --images or --texts, or write .safetensors")
+    if output.is_dir():
+        raise CommandError(f"{output}: is a directory (the output must be a file)")
+    paths = _list_images(args.images) if args.images else None  # inputs first: fail before loading the model
+    texts = _read_lines(args.texts) if args.texts else None
     loaded = LoadedModel(args.model, args.device, args.vocab)
     arrays, names = {}, {}
-    if args.images:
-        paths = _list_images(args.images)
+    if paths is not None:
         arrays["image_embeds"] = loaded.embed_images(paths, args.batch_size)
         names["images"] = [str(p) for p in paths]
-    if args.texts:
-        texts = _read_lines(args.texts)
+    if texts is not None:
         arrays["text_embeds"] = loaded.embed_texts(texts, args.batch_size)
         names["texts"] = texts
     if output.suffix == ".safetensors":
@@ -152,19 +325,23 @@ def run_embed(args: argparse.Namespace) -> int:
 
         metadata = {key: json.dumps(value) for key, value in names.items()}
         metadata["model"] = str(loaded.directory)
-        _write_atomic(output, lambda path: save_file({k: v.contiguous() for k, v in arrays.items()}, path, metadata))
+        tensors = {k: v.contiguous() for k, v in arrays.items()}
+        _write_output(output, lambda path: save_file(tensors, str(path), metadata))
     else:
         import numpy as np
 
         (array,) = arrays.values()
 
-        def write_npy(path: str) -> None:
-            with open(path, "wb") as handle:
+        def write_npy(path: Path) -> None:
+            with open(path, "wb") as handle:  # a file object: np.save would append ".npy" to the temp name
                 np.save(handle, array.numpy())
 
-        _write_atomic(output, write_npy)
+        _write_output(output, write_npy)
         sidecar = output.with_suffix(".json")
-        _write_atomic(sidecar, lambda path: Path(path).write_text(json.dumps(names, indent=2)))
+        try:
+            atomic_write_json(sidecar, names, indent=2)
+        except OSError as error:
+            raise CommandError(_about(sidecar, error, "cannot write")) from error
     shapes = ", ".join(f"{key} {tuple(value.shape)}" for key, value in arrays.items())
     print(f"wrote {output}: {shapes}")
     return 0
@@ -175,18 +352,18 @@ def run_retrieve(args: argparse.Namespace) -> int:
     text_to_image = bool(args.images and args.query)
     image_to_text = bool(args.image and args.texts)
     if text_to_image == image_to_text:
-        raise CommandError("retrieve needs either --images DIR --query TEXT, or --image FILE --texts FILE")
-    loaded = LoadedModel(args.model, args.device, args.vocab)
+        raise UsageError("retrieve needs either --images DIR --query TEXT, or --image FILE --texts FILE")
     if text_to_image:
         candidates = _list_images(args.images)
-        query = loaded.embed_texts([args.query], 1)
-        scores = (loaded.embed_images(candidates, args.batch_size) @ query.T).squeeze(1)
         labels = [str(p) for p in candidates]
     else:
-        image = Path(args.image)
-        if not image.is_file():
-            raise CommandError(f"{image}: file not found")
+        image = _existing_file(args.image, "image file")
         labels = _read_lines(args.texts)
+    loaded = LoadedModel(args.model, args.device, args.vocab)
+    if text_to_image:
+        query = loaded.embed_texts([args.query], 1)
+        scores = (loaded.embed_images(candidates, args.batch_size) @ query.T).squeeze(1)
+    else:
         query = loaded.embed_images([image], 1)
         scores = (loaded.embed_texts(labels, args.batch_size) @ query.T).squeeze(1)
     top = scores.topk(min(args.top_k, len(labels)))
@@ -199,62 +376,57 @@ def run_retrieve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_answer_vocab(directory: Path, num_labels: int) -> list[str] | None:
+    """The answers of ``answer_vocab.json`` in label order, or None when the model directory has none."""
+    answer_file = directory / ANSWER_VOCAB_NAME
+    if not answer_file.is_file():
+        return None
+    try:
+        answers = json.loads(_read_text(answer_file))
+    except json.JSONDecodeError as error:
+        raise CommandError(f"{answer_file}: invalid JSON ({error})") from error
+    if not isinstance(answers, list) or len(answers) != num_labels:
+        got = f"{len(answers)} entries" if isinstance(answers, list) else f"a {type(answers).__name__}"
+        raise CommandError(f"{answer_file}: expected a JSON list of {num_labels} answers in label order, got {got}")
+    return [str(answer) for answer in answers]
+
+
 def run_vqa(args: argparse.Namespace) -> int:
-    """Answer a question about one image with a VQA fine-tuned model."""
+    """Answer a question about one image with a VQA fine-tuned model: the top-k answers with their probabilities."""
     import torch
 
+    image = _existing_file(args.image, "image file")
     loaded = LoadedModel(args.model, args.device, args.vocab)
     if getattr(loaded.model, "vqa_classifier", None) is None:
         raise CommandError(f"{args.model}: this model has no VQA head (loss_names={list(loaded.model.config.loss_names)})")
-    image = Path(args.image)
-    if not image.is_file():
-        raise CommandError(f"{image}: file not found")
-    answers = None
-    answer_file = loaded.directory / ANSWER_VOCAB_NAME
-    if answer_file.is_file():
-        try:
-            answers = json.loads(answer_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise CommandError(f"{answer_file}: invalid JSON ({error})") from error
-        if not isinstance(answers, list) or len(answers) != loaded.model.config.vqa_num_labels:
-            raise CommandError(
-                f"{answer_file}: expected a JSON list of {loaded.model.config.vqa_num_labels} answers in label order"
-            )
+    num_labels = loaded.model.config.vqa_num_labels
+    answers = _read_answer_vocab(loaded.directory, num_labels)
+    pixels = loaded.image_tensor([image])
     ids, masks = loaded.text_tensors([args.question])
     with torch.inference_mode():
-        # Trained with BCE on soft scores: sigmoid gives per-answer scores in [0, 1].
-        scores = loaded.model.vqa_logits(ids, masks, loaded.image_tensor([image])).float().sigmoid()[0].cpu()
+        # Trained with BCE on soft scores: the sigmoid of each logit is that answer's probability (independent
+        # per answer, so they need not sum to 1).
+        scores = loaded.model.vqa_logits(ids, masks, pixels).float().sigmoid()[0].cpu()
     top = scores.topk(min(args.top_k, scores.numel()))
     results = [
-        {"label": int(i), "answer": answers[int(i)] if answers else None, "score": float(s)}
-        for s, i in zip(top.values, top.indices)
+        {"rank": rank + 1, "label": int(i), "answer": answers[int(i)] if answers else None, "score": float(s)}
+        for rank, (s, i) in enumerate(zip(top.values, top.indices))
     ]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
+        print(f"top {len(results)} of {num_labels} answers (probability = sigmoid of the VQA logit):")
         for row in results:
             name = row["answer"] if row["answer"] is not None else f"label {row['label']}"
-            print(f"{row['score']:.4f}  {name}")
+            print(f"{row['rank']:>3}  {row['score']:.4f}  {name}")
     return 0
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except CommandError as error:
-            print(f"vlmo {args.command}: error: {error}", file=sys.stderr)
-            return 2
-
-    run.__doc__ = command.__doc__
-    return run
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model directory written by save_pretrained")
     parser.add_argument("--vocab", default=None, help="vocab.txt (default: the one inside --model)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images/texts per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="images/texts per forward pass")
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -264,7 +436,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     embed.add_argument("--images", help="folder of images (searched recursively)")
     embed.add_argument("--texts", help="text file, one query per line")
     embed.add_argument("--output", required=True, help="output .npy (one of images/texts) or .safetensors")
-    embed.set_defaults(func=_guarded(run_embed), command="embed")
+    embed.set_defaults(func=guarded(run_embed), command="embed")
 
     retrieve = subparsers.add_parser("retrieve", help="top-k images for a text, or top-k texts for an image")
     _common(retrieve)
@@ -272,14 +444,14 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     retrieve.add_argument("--query", help="text query (text → image)")
     retrieve.add_argument("--image", help="query image (image → text)")
     retrieve.add_argument("--texts", help="text file of candidate texts, one per line (image → text)")
-    retrieve.add_argument("--top-k", type=int, default=5)
+    retrieve.add_argument("--top-k", type=positive_int, default=5)
     retrieve.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    retrieve.set_defaults(func=_guarded(run_retrieve), command="retrieve")
+    retrieve.set_defaults(func=guarded(run_retrieve), command="retrieve")
 
     vqa = subparsers.add_parser("vqa", help="answer a question about an image (VQA fine-tuned model)")
     _common(vqa)
     vqa.add_argument("--image", required=True)
     vqa.add_argument("--question", required=True)
-    vqa.add_argument("--top-k", type=int, default=5)
-    vqa.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    vqa.set_defaults(func=_guarded(run_vqa), command="vqa")
+    vqa.add_argument("--top-k", type=positive_int, default=5, help="how many answers to show (default: 5)")
+    vqa.add_argument("--json", action="store_true", help="print JSON (rank, label, answer, score) instead of a table")
+    vqa.set_defaults(func=guarded(run_vqa), command="vqa")

@@ -4,6 +4,10 @@
 
 Sub-commands come from the modules that own them: `demo-data` from the demo-world generator, the model commands
 (`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.cli_model`; `summary` prints what the pipelines produced.
+
+Every failure a user can cause is ONE line on stderr, ``vlmo <command>: error: <path>: <what is wrong>``: exit status
+2 for usage errors (unknown or missing options, bad option values), 1 for runtime errors (missing or corrupt files).
+Unexpected exceptions (bugs) keep their traceback.
 """
 
 from __future__ import annotations
@@ -13,37 +17,69 @@ import json
 import sys
 from pathlib import Path
 
+from vlmo_pipeline.cli_model import CommandError, UsageError, guarded, one_line
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one stderr line (with a pointer to ``--help``), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
+
 
 def _summary(args: argparse.Namespace) -> int:
     """Print one line per Arrow dataset under data/03_primary (rows per split, rejects) and the reports."""
     primary = Path(args.data) / "03_primary"
     manifests = sorted(primary.glob("*/manifest.json"))
     if not manifests:
-        print(f"no Arrow datasets under {primary} yet: run `kedro run --pipeline=ingest`", file=sys.stderr)
-        return 1
-    print(f"Arrow datasets in {primary}:")
+        raise CommandError(f"{primary}: no Arrow datasets yet; run `kedro run --pipeline=ingest`")
+    lines = []
     for path in manifests:
-        manifest = json.loads(path.read_text())
-        splits = ", ".join(f"{split}={rows}" for split, rows in manifest["splits"].items())
-        print(f"  {manifest['dataset']:<7} {splits}  ({len(manifest['shards'])} shards, {manifest['rejects']} rejects)")
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            splits = ", ".join(f"{split}={rows}" for split, rows in manifest["splits"].items())
+            lines.append(
+                f"  {manifest['dataset']:<7} {splits}  ({len(manifest['shards'])} shards, {manifest['rejects']} rejects)"
+            )
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CommandError(f"{path}: unreadable manifest ({error})") from error
+        except (KeyError, TypeError, AttributeError) as error:  # valid JSON, wrong shape
+            raise CommandError(f"{path}: not a dataset manifest (bad or missing field: {error})") from error
+    print(f"Arrow datasets in {primary}:")
+    print("\n".join(lines))
     metrics = Path(args.data) / "08_reporting" / "metrics.json"
     if metrics.exists():
         print(f"evaluation metrics: {metrics}")
     return 0
 
 
+def _demo_data_errors(run):
+    """demo-data reports bad option values (ValueError) and a folder holding real data (FileExistsError)."""
+
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except FileExistsError as error:
+            raise CommandError(str(error)) from error
+        except ValueError as error:  # generate_demo_world validates --images / --image-size this way
+            raise UsageError(str(error)) from error
+
+    return checked
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlmo", description="VLMo pipeline tools")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="vlmo", description="VLMo pipeline tools")
+    commands = parser.add_subparsers(dest="command", required=True)  # sub-parsers are OneLineParsers too
 
     summary = commands.add_parser("summary", help="summarise the Arrow datasets and reports under data/")
     summary.add_argument("--data", default="data", help="the project's data folder")
-    summary.set_defaults(func=_summary)
+    summary.set_defaults(func=guarded(_summary))
 
     from vlmo_pipeline import cli_model
     from vlmo_pipeline.data import demo_world
 
-    demo_world.add_subcommand(commands)
+    demo = demo_world.add_subcommand(commands)
+    demo.set_defaults(func=guarded(_demo_data_errors(demo.get_default("func"))))
     cli_model.add_subcommands(commands)
     return parser
 

@@ -18,12 +18,13 @@ padding tokens), which the whole-word-masking collator uses to keep WordPiece gr
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from ..files import atomic_write_text
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -230,15 +231,6 @@ def train_wordpiece_vocab(
         raise ValueError("training corpus is empty: the trained vocab holds only the special tokens")
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            for token, _ in tokens_by_id:
-                handle.write(token + "\n")
-        os.replace(handle.name, out_path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    # Temp file + fsync + os.replace, final mode 0o666 & ~umask like a plain open() (vlmo_pipeline.files).
+    atomic_write_text(out_path, "".join(token + "\n" for token, _ in tokens_by_id))
     return out_path

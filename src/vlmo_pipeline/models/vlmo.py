@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..files import atomic_write_json, atomic_write_via
 from .config import VLMoConfig
 from .heads import (
     LOGIT_SCALE_INIT,
@@ -498,20 +498,11 @@ class VLMo(nn.Module):
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         config_data = {"format_version": CONFIG_FORMAT_VERSION, **self.config.to_dict()}
 
-        def write_atomic(name: str, writer) -> None:
-            handle, temp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-            os.close(handle)
-            try:
-                writer(temp)
-                os.replace(temp, directory / name)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
-
-        write_atomic(WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
-        write_atomic(CONFIG_NAME, lambda path: Path(path).write_text(json.dumps(config_data, indent=2, sort_keys=True)))
+        # Temp file + fsync + os.replace, final mode 0o666 & ~umask like a plain open() (vlmo_pipeline.files).
+        atomic_write_via(directory / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": "pt"}))
+        atomic_write_json(directory / CONFIG_NAME, config_data, indent=2, sort_keys=True, trailing_newline=False)
         if vocab_file is not None and Path(vocab_file).resolve() != (directory / VOCAB_NAME).resolve():
-            write_atomic(VOCAB_NAME, lambda path: shutil.copyfile(vocab_file, path))
+            atomic_write_via(directory / VOCAB_NAME, lambda path: shutil.copyfile(vocab_file, path))
         return directory
 
     @classmethod
