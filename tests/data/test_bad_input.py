@@ -20,7 +20,9 @@ try:
 except ImportError:  # tests/data is not a package
     import raw_trees
 
-CONFIG = IngestConfig(workers=0, max_image_pixels=1_000_000, max_caption_chars=60, min_answer_count=1)
+# max_reject_rate 1.0: these trees are mostly bad on purpose (outcome checks: tests/data/test_outcome_checks.py).
+CONFIG = IngestConfig(workers=0, max_image_pixels=1_000_000, max_caption_chars=60, min_answer_count=1,
+                      max_reject_rate=1.0)
 
 
 def ingest(name, raw, out, **kwargs):

@@ -20,7 +20,8 @@ except ImportError:  # tests/data is not a package
 
 SAMPLES = raw_trees.SAMPLES
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"shared data samples not found at {SAMPLES}")
-CONFIG = IngestConfig(workers=0, min_answer_count=1)
+# max_reject_rate 1.0: the real samples list more images than the excerpt ships (rejected as missing_file).
+CONFIG = IngestConfig(workers=0, min_answer_count=1, max_reject_rate=1.0)
 
 
 def ingest(name, raw, out, config=CONFIG, **kwargs):
@@ -166,7 +167,7 @@ def test_vqav2_real_questions_with_written_annotations(tmp_path):
                    for i, q in enumerate(questions["questions"])]
     raw_trees.write_json(root / "v2_mscoco_val2014_annotations.json", {"annotations": annotations})
     out = tmp_path / "out"
-    manifest = ingest("vqav2", root, out, IngestConfig(workers=0, min_answer_count=2),
+    manifest = ingest("vqav2", root, out, IngestConfig(workers=0, min_answer_count=2, max_reject_rate=1.0),
                       image_root=SAMPLES / "vqav2")
     check_manifest(out, manifest)
     rows = read_split(out, "val").to_pylist()

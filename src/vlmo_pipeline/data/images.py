@@ -9,9 +9,22 @@ Checks, in order, each mapped to one reject reason:
 * ``Image.verify()`` then a full ``load()`` (verify alone misses broken JPEG entropy data) failing with a
   "truncated" error → ``truncated_image``, with any other error → ``corrupt_image``
 
+Images whose plain ``Image.open(...).convert("RGB")`` (what the official ViLT/VLMo loaders, and our
+``decode_image``, do at training time) would give wrong pixels are *normalised* once here and stored as a
+lossless RGB PNG (see :func:`needs_normalization` and docs/data_layout.md): 16-bit and 32-bit grey (``I;16*``,
+``I``, ``F``: ``convert`` clips them to almost-white; we scale to 8 bits), images with an alpha channel or a
+palette transparency (``LA``, ``PA``, ``RGBA``, ``P`` + transparency: ``convert`` shows whatever colour hides
+under transparent pixels; we flatten onto white), ``CMYK`` (converted to RGB here, so the stored image needs no
+CMYK support), and, with ``exif_transpose``, an EXIF orientation other than 1 (rotated/flipped upright).
+Everything else keeps its original bytes.
+
 When ``max_side`` is set, images whose longer side exceeds it are downscaled (aspect ratio kept, Lanczos) and
-re-encoded as RGB JPEG at ``jpeg_quality``; images already small enough keep their original bytes, so no
-generation loss is added where it buys nothing.
+re-encoded as RGB JPEG at ``jpeg_quality`` (after the same mode handling); images already small enough keep their
+original bytes, so no generation loss is added where it buys nothing.
+
+Bytes are read with :func:`~vlmo_pipeline.data.raw.safe_io.read_regular_file`: regular files only (a FIFO or
+device is never opened → ``not_regular_file``), at most ``max_bytes`` (→ ``too_large``), symlinks confined to the
+record's dataset root (→ ``outside_root``, unless ``allow_outside_symlinks``).
 """
 
 from __future__ import annotations
@@ -20,16 +33,17 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
 
 from vlmo_pipeline.data.raw.records import (
     CORRUPT_IMAGE,
     DECOMPRESSION_BOMB,
-    MISSING_FILE,
     TRUNCATED_IMAGE,
     ZERO_BYTE,
     ImageSource,
 )
+from vlmo_pipeline.data.raw.safe_io import DEFAULT_MAX_IMAGE_BYTES, FileRejected, read_regular_file
 
 # PIL's own default limit (~89.5 M pixels, a 0.25 GB RGB buffer); the ingest config can change it.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -51,6 +65,9 @@ class ImageOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int | None = None
     jpeg_quality: int = 90
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    allow_outside_symlinks: bool = False
+    exif_transpose: bool = True
 
 
 def _classify_decode_error(error: Exception) -> str:
@@ -87,7 +104,8 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
 def validate_image_bytes(data: bytes, options: ImageOptions = ImageOptions()) -> bytes:
     """Return the bytes to store for one encoded image, or raise :class:`ImageRejected`.
 
-    The returned bytes are ``data`` itself unless ``options.max_side`` asks for a downscale.
+    The returned bytes are ``data`` itself unless ``options.max_side`` asks for a downscale or the image needs
+    normalising (:func:`needs_normalization`: then a lossless RGB PNG).
     """
     if len(data) == 0:
         raise ImageRejected(ZERO_BYTE)
@@ -108,45 +126,107 @@ def validate_image_bytes(data: bytes, options: ImageOptions = ImageOptions()) ->
     except Exception as error:
         raise ImageRejected(_classify_decode_error(error), f"decoding failed: {error}") from None
 
-    if options.max_side is None or max(image.size) <= options.max_side:
-        return data
-    return _reencode(image, options.max_side, options.jpeg_quality)
+    try:
+        if options.max_side is not None and max(image.size) > options.max_side:
+            return _reencode(image, options.max_side, options.jpeg_quality, options.exif_transpose)
+        if needs_normalization(image, options.exif_transpose):
+            return _encode_png(to_rgb(image, options.exif_transpose))
+    except (OSError, ValueError) as error:  # e.g. a colour space PIL cannot convert to RGB
+        raise ImageRejected(CORRUPT_IMAGE, f"cannot convert mode {image.mode} to RGB: {error}") from None
+    return data
 
 
-def _reencode(image: Image.Image, max_side: int, jpeg_quality: int) -> bytes:
+# --- pixel modes and orientation ----------------------------------------------------------------------------------
+
+#: Modes whose plain ``convert("RGB")`` is right (or the best there is): their bytes are stored unchanged.
+PLAIN_MODES = frozenset({"RGB", "L", "1", "P", "YCbCr", "RGBX"})
+#: EXIF tag 0x0112: 1 = upright; 2-8 = flipped and/or rotated.
+_ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened image, 1 when absent or unreadable."""
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block must not reject an otherwise good image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def has_transparency(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "La", "PA", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info)
+
+
+def needs_normalization(image: Image.Image, exif_transpose: bool = True) -> bool:
+    """True when a plain ``convert("RGB")`` of ``image`` would give wrong pixels (module docstring)."""
+    if has_transparency(image) or image.mode not in PLAIN_MODES:
+        return True
+    return exif_transpose and exif_orientation(image) != 1
+
+
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grey → 8-bit ``L`` by scaling (``convert`` would clip at 255)."""
+    array = np.asarray(image)
+    if image.mode == "F":
+        finite = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(finite.max()) if finite.size else 0.0
+        scaled = finite * 255.0 if peak <= 1.0 else finite / 257.0
+    else:
+        scaled = np.clip(array.astype(np.int64), 0, 65535) / 257.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))  # uint8 2-D: mode L
+
+
+def to_rgb(image: Image.Image, exif_transpose: bool = True) -> Image.Image:
+    """Decode ``image`` to an 8-bit RGB image: grey of any depth scaled, transparency flattened onto white, CMYK
+    and other modes converted, and (with ``exif_transpose``) the EXIF orientation applied."""
+    if exif_transpose and exif_orientation(image) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
+        return _to_8bit_grey(image).convert("RGB")
+    if has_transparency(image):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode_rgb(data: bytes, exif_transpose: bool = True) -> Image.Image:
+    """Encoded bytes → fully decoded 8-bit RGB image with the rules of :func:`to_rgb` (for readers of shards
+    written before normalisation, or of raw files)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return to_rgb(image, exif_transpose)
+
+
+def _encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _reencode(image: Image.Image, max_side: int, jpeg_quality: int, exif_transpose: bool = True) -> bytes:
     """Downscale so the longer side is ``max_side`` and encode as RGB JPEG."""
-    if image.mode != "RGB":
-        # Flatten transparency onto white rather than letting convert() turn it black.
-        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGB", rgba.size, (255, 255, 255))
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            image = background
-        else:
-            image = image.convert("RGB")
+    image = to_rgb(image, exif_transpose)
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=jpeg_quality)
     return buffer.getvalue()
 
 
-def read_image_source(source: ImageSource) -> bytes:
-    """Read the encoded bytes an :class:`ImageSource` points at; a missing file raises ``missing_file``."""
+def read_image_source(source: ImageSource, options: ImageOptions = ImageOptions()) -> bytes:
+    """Read the encoded bytes an :class:`ImageSource` points at, safely (module docstring); problems raise
+    :class:`ImageRejected` (``missing_file``, ``not_regular_file``, ``too_large``, ``outside_root``,
+    ``unreadable_file``, ``truncated_image`` for a short byte range)."""
     try:
-        with open(source.path, "rb") as handle:
-            if source.offset is None:
-                return handle.read()
-            handle.seek(source.offset)
-            data = handle.read(source.length if source.length is not None else -1)
-    except FileNotFoundError:
-        raise ImageRejected(MISSING_FILE, f"no such file: {source.path}") from None
-    except IsADirectoryError:
-        raise ImageRejected(MISSING_FILE, f"is a directory, not an image file: {source.path}") from None
-    if source.length is not None and len(data) != source.length:
-        raise ImageRejected(TRUNCATED_IMAGE, f"expected {source.length} bytes, file ends after {len(data)}")
-    return data
+        return read_regular_file(source.path, limit=options.max_bytes, root=source.root,
+                                 allow_outside=options.allow_outside_symlinks, offset=source.offset,
+                                 length=source.length)
+    except FileRejected as rejected:
+        raise ImageRejected(rejected.reason, rejected.detail) from None
 
 
 def load_image(source: ImageSource, options: ImageOptions = ImageOptions()) -> bytes:
     """Read and validate one image; raises :class:`ImageRejected`."""
-    return validate_image_bytes(read_image_source(source), options)
+    return validate_image_bytes(read_image_source(source, options), options)

@@ -11,7 +11,11 @@ Flow for one dataset (``ingest_dataset``):
 4. the parent appends rows to per-split :class:`~vlmo_pipeline.data.arrow_io.ShardWriter` s (shards published by
    atomic rename as they fill) and rejects to ``rejects.jsonl``;
 5. artifacts (e.g. the VQA answer vocabulary) and finally ``manifest.json`` are written atomically, and a
-   one-line summary is printed.
+   one-line summary is printed;
+6. unless the outcome checks fail (:func:`check_outcome`: a split that had input but kept no row, or a reject
+   rate above ``max_reject_rate``): then the shards and ``rejects.jsonl`` are kept for inspection, no manifest is
+   written (the folder reads as incomplete), ``ingest_failed.json`` holds the summary, and
+   :class:`IngestOutcomeError` is raised.
 
 Peak memory is bounded by the in-flight chunks plus one record batch per split, whatever the input size; only
 the parsed annotation metadata grows with the dataset.
@@ -32,6 +36,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from vlmo_pipeline.data.arrow_io import (
+    REJECTS_NAME,
     SCHEMA_VERSION,
     RejectLog,
     SplitWriters,
@@ -53,6 +58,17 @@ from vlmo_pipeline.data.raw import (
     open_vqav2,
 )
 from vlmo_pipeline.data.raw.records import RawItem, RawSource, Reject
+from vlmo_pipeline.data.raw.safe_io import DEFAULT_MAX_IMAGE_BYTES
+
+FAILURE_NAME = "ingest_failed.json"
+
+
+class IngestOutcomeError(RuntimeError):
+    """An ingest run whose outcome checks failed; ``summary`` is what ``ingest_failed.json`` holds."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        self.summary = summary
+        super().__init__(message)
 
 DATASETS: tuple[str, ...] = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
 
@@ -72,6 +88,11 @@ class IngestConfig:
     VQA answer vocabulary (spec §5.3: ≥9 over train+val). vqav2_rest_val_images / vqav2_rest_val_seed: > 0 writes
     VQA val as ``trainable_val`` + ``rest_val`` (that many val images, a seeded choice; spec §5.3: 1,000) instead
     of ``val``; 0 keeps val whole.
+    max_image_bytes: an image file (or tar member) larger than this is a ``too_large`` reject (at most this + 1
+    bytes are ever read). allow_outside_symlinks: follow symlinks whose target lies outside the dataset root
+    (default off: ``outside_root`` reject). exif_transpose: store images with an EXIF orientation upright
+    (re-encoded as lossless PNG). max_reject_rate: the run fails when more than this fraction of a split's rows
+    (or of the dataset's) is rejected, or when a split with input keeps no row (see :func:`check_outcome`).
     """
 
     shard_rows: int | None = 5000
@@ -88,6 +109,10 @@ class IngestConfig:
     vqa_vocab_splits: tuple[str, ...] = field(default=("train", "val"))
     vqav2_rest_val_images: int = 0
     vqav2_rest_val_seed: int = 0
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    allow_outside_symlinks: bool = False
+    exif_transpose: bool = True
+    max_reject_rate: float = 0.5
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -105,12 +130,18 @@ class IngestConfig:
         if self.vqav2_rest_val_images < 0:
             raise ValueError(f"vqav2_rest_val_images must be >= 0 (0 = keep val whole); got "
                              f"{self.vqav2_rest_val_images}")
+        if self.max_image_bytes < 1:
+            raise ValueError(f"max_image_bytes must be >= 1, got {self.max_image_bytes}")
+        if not 0.0 <= self.max_reject_rate <= 1.0:
+            raise ValueError(f"max_reject_rate must be in [0, 1] (1 = only a split without any kept row fails), "
+                             f"got {self.max_reject_rate}")
         # Accept a list from YAML/Kedro parameters but keep the dataclass hashable.
         object.__setattr__(self, "vqa_vocab_splits", tuple(self.vqa_vocab_splits))
 
     @property
     def image_options(self) -> ImageOptions:
-        return ImageOptions(self.max_image_pixels, self.max_image_side, self.jpeg_quality)
+        return ImageOptions(self.max_image_pixels, self.max_image_side, self.jpeg_quality, self.max_image_bytes,
+                            self.allow_outside_symlinks, self.exif_transpose)
 
 
 # --- readers ----------------------------------------------------------------------------------------------------
@@ -132,6 +163,8 @@ def open_raw_source(
                           rest_val_seed=config.vqav2_rest_val_seed, **common, **options)
     if image_root is not None:
         raise ValueError(f"image_root is only used by vqav2, not {name!r}")
+    if name in ("cc3m", "sbu", "text"):  # readers that open files themselves (captions, corpus files)
+        common["allow_outside_symlinks"] = config.allow_outside_symlinks
     openers = {"coco": open_coco, "f30k": open_f30k, "vg": open_vg, "cc3m": open_cc3m, "sbu": open_sbu,
                "nlvr2": open_nlvr2, "text": open_text}
     if name not in openers:
@@ -153,7 +186,7 @@ def materialize(item: RawItem, options: ImageOptions) -> Processed:
         try:
             row[column] = load_image(source, options)
         except ImageRejected as rejected:
-            return Reject(item.record_id, source.describe(), rejected.reason, rejected.detail)
+            return Reject(item.record_id, source.describe(), rejected.reason, rejected.detail, split=item.split)
     return item.split, row
 
 
@@ -238,11 +271,12 @@ def ingest_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     source = open_raw_source(name, raw_root, config, image_root, reader_options)
-    out_dir = prepare_output_dir(out_dir, extra_files=source.artifacts)
+    out_dir = prepare_output_dir(out_dir, extra_files=[*source.artifacts, FAILURE_NAME])
     writers = SplitWriters(out_dir, schema_for(name), shard_rows=config.shard_rows, shard_bytes=config.shard_bytes,
                            batch_rows=config.batch_rows)
     rejects = RejectLog(out_dir)
     rows_per_split: Counter[str] = Counter()
+    tally = OutcomeTally()
     # The bar counts written rows against the number of annotated records (rejects shown as a postfix).
     progress = tqdm(total=source.total, desc=f"ingest {name}", unit="row", disable=not show_progress,
                     dynamic_ncols=True)
@@ -251,6 +285,7 @@ def ingest_dataset(
         for result in process_items(source.items, config, total):
             if isinstance(result, Reject):
                 rejects.add(result)
+                tally.add(result)
                 if rejects.count % 100 == 1:
                     progress.set_postfix(rejects=rejects.count, refresh=False)
                 continue
@@ -288,6 +323,93 @@ def ingest_dataset(
         "artifacts": sorted(source.artifacts),
         "info": _jsonable(source.info),
     }
+    problems, outcome = check_outcome(name, manifest["splits"], tally, config.max_reject_rate)
+    if problems:
+        summary = {"dataset": name, "status": "failed", "problems": problems, **outcome,
+                   "rejects_file": str(out_dir / REJECTS_NAME), "shards": manifest["shards"],
+                   "parameters": manifest["parameters"]}
+        write_json_atomic(out_dir / FAILURE_NAME, summary)
+        message = format_failure(name, problems, outcome)
+        print(message, flush=True)
+        raise IngestOutcomeError(message, summary)
     write_manifest(out_dir, manifest)
     print(format_summary(name, manifest), flush=True)
     return manifest
+
+
+# --- outcome checks ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutcomeTally:
+    """Reject counts for the outcome checks: per split, whole-row (``rows``) and part-of-a-row (``parts``)
+    rejects, plus the reasons; rejects without a split count for the dataset only."""
+
+    rows: Counter = field(default_factory=Counter)
+    parts: Counter = field(default_factory=Counter)
+    reasons: dict[str | None, Counter] = field(default_factory=dict)
+
+    def add(self, reject: Reject) -> None:
+        (self.parts if reject.partial else self.rows)[reject.split] += 1
+        self.reasons.setdefault(reject.split, Counter())[reject.reason] += 1
+
+
+def check_outcome(name: str, kept: Mapping[str, int], tally: OutcomeTally,
+                  max_reject_rate: float) -> tuple[list[str], dict[str, Any]]:
+    """(problems, per-split counts) of a finished run; any problem fails it.
+
+    A split fails when it had input (a row kept or any reject tagged with it) but kept no row, or when its
+    row-reject rate ``rejected rows / (kept + rejected rows)`` exceeds ``max_reject_rate``; the dataset as a whole
+    fails the same two ways (counting also the rejects no split could be assigned to, e.g. an entry naming an
+    unknown split). Rejects of part of a row (one caption, one VQA question) do not count into the rate, but
+    they count as input: a split whose every question was rejected fails as empty.
+    """
+    problems: list[str] = []
+    splits: dict[str, Any] = {}
+    # Rejects tagged with a split the manifest does not list (a reader's internal name, e.g. VQA "val" when it
+    # is written as trainable_val + rest_val) count for the dataset only.
+    for split in kept:
+        rows, parts = tally.rows.get(split, 0), tally.parts.get(split, 0)
+        count = kept.get(split, 0)
+        rate = rows / (count + rows) if count + rows else 0.0
+        splits[split] = {"kept": count, "rejected_rows": rows, "rejected_parts": parts,
+                         "reject_rate": round(rate, 4),
+                         "top_reasons": dict(tally.reasons.get(split, Counter()).most_common(5))}
+        if count == 0 and rows + parts > 0:
+            problems.append(f"split {split!r}: every record rejected ({rows + parts} rejects, 0 kept)")
+        elif rate > max_reject_rate:
+            problems.append(f"split {split!r}: reject rate {rate:.1%} > max_reject_rate {max_reject_rate:.1%} "
+                            f"({rows} rejected, {count} kept)")
+    total_kept = sum(kept.values())
+    total_rows = sum(tally.rows.values())
+    total_rejects = total_rows + sum(tally.parts.values())
+    rate = total_rows / (total_kept + total_rows) if total_kept + total_rows else 0.0
+    overall = Counter()
+    for counter in tally.reasons.values():
+        overall.update(counter)
+    unassigned = sum(n for counter in (tally.rows, tally.parts) for split, n in counter.items() if split not in kept)
+    dataset = {"kept": total_kept, "rejected_rows": total_rows, "rejects": total_rejects,
+               "unassigned_rejects": unassigned,
+               "reject_rate": round(rate, 4), "top_reasons": dict(overall.most_common(5))}
+    if total_kept == 0 and total_rejects > 0:
+        problems.append(f"dataset {name!r}: no row kept ({total_rejects} rejects)")
+    elif rate > max_reject_rate and not any(p.startswith("split") for p in problems):
+        problems.append(f"dataset {name!r}: reject rate {rate:.1%} > max_reject_rate {max_reject_rate:.1%}")
+    return problems, {"splits": splits, "total": dataset}
+
+
+def format_failure(name: str, problems: list[str], outcome: Mapping[str, Any]) -> str:
+    """The message of a failed run: what failed, then kept/rejected counts and top reasons per split."""
+    lines = [f"[ingest {name}] FAILED: " + "; ".join(problems)]
+    for split, counts in outcome["splits"].items():
+        if not counts["kept"] and not counts["rejected_rows"] and not counts["rejected_parts"]:
+            continue  # a split without any input (e.g. no restval entries)
+        reasons = ", ".join(f"{r}={n}" for r, n in counts["top_reasons"].items()) or "none"
+        lines.append(f"  {split}: kept {counts['kept']}, rejected {counts['rejected_rows']} rows + "
+                     f"{counts['rejected_parts']} parts (top reasons: {reasons})")
+    total = outcome["total"]
+    reasons = ", ".join(f"{r}={n}" for r, n in total["top_reasons"].items()) or "none"
+    lines.append(f"  all: kept {total['kept']}, {total['rejects']} rejects ({total['unassigned_rejects']} without "
+                 f"a split; top reasons: {reasons}). Good rows and rejects.jsonl were kept for inspection; no "
+                 f"manifest.json was written (see {FAILURE_NAME}).")
+    return "\n".join(lines)

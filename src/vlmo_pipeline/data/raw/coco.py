@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from vlmo_pipeline.data.raw.karpathy import iter_karpathy_records, load_karpathy
+from vlmo_pipeline.data.raw.karpathy import iter_karpathy_records, open_karpathy_entries
 from vlmo_pipeline.data.raw.records import (
     MALFORMED_RECORD,
     NO_CAPTIONS,
@@ -27,9 +27,10 @@ from vlmo_pipeline.data.raw.records import (
     RawSource,
     Reject,
     check_captions,
-    load_json,
     safe_join,
+    tag_split,
 )
+from vlmo_pipeline.data.raw.safe_io import iter_json_items, json_prefix_kinds
 
 KARPATHY_SPLITS = ("train", "restval", "val", "test")
 OFFICIAL_SPLITS = {"train2014": "train", "val2014": "val"}
@@ -51,7 +52,7 @@ def open_coco(
     root = Path(root)
     karpathy_path = Path(karpathy_file) if karpathy_file else root / "karpathy" / "dataset_coco.json"
     if karpathy_path.is_file():
-        entries = load_karpathy(karpathy_path)
+        entries = open_karpathy_entries(karpathy_path)
         items = iter_karpathy_records(
             entries, karpathy_path, root, max_caption_chars, use_filepath=True, allowed_splits=KARPATHY_SPLITS
         )
@@ -90,17 +91,15 @@ def load_official_captions(path: Path) -> tuple[dict[int, str], dict[int, list[t
     """Parse an official COCO captions file.
 
     Returns ``(file name by image id, [(annotation id, caption)] by image id, rejects)``; annotations whose
-    ``image_id`` is not among ``images`` are rejected as ``unknown_id``.
+    ``image_id`` is not among ``images`` are rejected as ``unknown_id``. Streamed with ``ijson`` (one pass for
+    ``images``, one for ``annotations``); only the file names and (annotation id, caption) pairs are kept.
     """
-    document = load_json(path, OFFICIAL_EXPECTED)
-    if not isinstance(document, dict) or not isinstance(document.get("images"), list) or not isinstance(
-        document.get("annotations"), list
-    ):
-        raise RawLayoutError(path, f"expected official COCO captions {OFFICIAL_EXPECTED}")
     source = str(path)
     rejects: list[Reject] = []
     file_names: dict[int, str] = {}
-    for index, image in enumerate(document["images"]):
+    seen = {"images": False, "annotations": False}
+    for index, image in enumerate(iter_json_items(path, "images.item", OFFICIAL_EXPECTED)):
+        seen["images"] = True
         if not isinstance(image, dict) or not isinstance(image.get("id"), int) or not isinstance(
             image.get("file_name"), str
         ):
@@ -108,7 +107,8 @@ def load_official_captions(path: Path) -> tuple[dict[int, str], dict[int, list[t
             continue
         file_names[image["id"]] = image["file_name"]
     captions: dict[int, list[tuple[int, object]]] = defaultdict(list)
-    for index, annotation in enumerate(document["annotations"]):
+    for index, annotation in enumerate(iter_json_items(path, "annotations.item", OFFICIAL_EXPECTED)):
+        seen["annotations"] = True
         if not isinstance(annotation, dict) or not isinstance(annotation.get("image_id"), int):
             rejects.append(Reject(f"annotations[{index}]", source, MALFORMED_RECORD, "needs integer image_id"))
             continue
@@ -119,35 +119,45 @@ def load_official_captions(path: Path) -> tuple[dict[int, str], dict[int, list[t
             )
             continue
         captions[annotation["image_id"]].append((annotation_id, annotation.get("caption")))
+    if not all(seen.values()):  # an empty list, or no list at all: check the layout
+        kinds = json_prefix_kinds(path, ("", "images", "annotations"), OFFICIAL_EXPECTED)
+        if kinds.get("") != "start_map" or kinds.get("images") != "start_array" or kinds.get(
+                "annotations") != "start_array":
+            raise RawLayoutError(path, f"expected official COCO captions {OFFICIAL_EXPECTED}")
     return file_names, captions, rejects
 
 
 def _iter_official(root: Path, parsed: dict, max_caption_chars: int) -> Iterator[RawItem]:
     for subset in sorted(parsed):
-        path, (file_names, captions_by_image, rejects) = parsed[subset]
-        source = str(path)
-        split = OFFICIAL_SPLITS[subset]
-        yield from rejects
-        for image_id in sorted(file_names):
-            file_name = file_names[image_id]
-            ordered = [caption for _, caption in sorted(captions_by_image.get(image_id, []), key=_annotation_key)]
-            captions, caption_rejects = check_captions(ordered, file_name, source, max_caption_chars)
-            yield from caption_rejects
-            if not captions:
-                yield Reject(file_name, source, NO_CAPTIONS, f"image id {image_id} has no valid caption")
-                continue
-            try:
-                image_path = safe_join(root, subset, file_name)
-            except PathEscapesRootError as error:
-                yield Reject(file_name, source, PATH_ESCAPES_ROOT, str(error))
-                continue
-            yield RawRecord(
-                record_id=file_name,
-                split=split,
-                source=source,
-                fields={"caption": captions, "image_id": file_name, "split": split},
-                images={"image": ImageSource(str(image_path))},
-            )
+        yield from tag_split(_iter_official_subset(root, subset, parsed[subset], max_caption_chars),
+                             OFFICIAL_SPLITS[subset])
+
+
+def _iter_official_subset(root: Path, subset: str, parsed_subset: tuple, max_caption_chars: int) -> Iterator[RawItem]:
+    path, (file_names, captions_by_image, rejects) = parsed_subset
+    source = str(path)
+    split = OFFICIAL_SPLITS[subset]
+    yield from rejects
+    for image_id in sorted(file_names):
+        file_name = file_names[image_id]
+        ordered = [caption for _, caption in sorted(captions_by_image.get(image_id, []), key=_annotation_key)]
+        captions, caption_rejects = check_captions(ordered, file_name, source, max_caption_chars)
+        yield from caption_rejects
+        if not captions:
+            yield Reject(file_name, source, NO_CAPTIONS, f"image id {image_id} has no valid caption")
+            continue
+        try:
+            image_path = safe_join(root, subset, file_name)
+        except PathEscapesRootError as error:
+            yield Reject(file_name, source, PATH_ESCAPES_ROOT, str(error))
+            continue
+        yield RawRecord(
+            record_id=file_name,
+            split=split,
+            source=source,
+            fields={"caption": captions, "image_id": file_name, "split": split},
+            images={"image": ImageSource(str(image_path), root=str(root))},
+        )
 
 
 def _annotation_key(pair: tuple[object, object]) -> tuple[int, object]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlmo_pipeline.data.raw.karpathy import iter_karpathy_records, load_karpathy
+from vlmo_pipeline.data.raw.karpathy import iter_karpathy_records, open_karpathy_entries
 from vlmo_pipeline.data.raw.records import RawLayoutError, RawSource
 
 F30K_SPLITS = ("train", "val", "test")
@@ -31,7 +31,7 @@ def open_f30k(
     if not karpathy_path.is_file():
         raise RawLayoutError(karpathy_path, "missing Karpathy split file (images[].{filename, split, sentences})")
     images = Path(image_dir) if image_dir else root / "flickr30k-images"
-    entries = load_karpathy(karpathy_path)
+    entries = open_karpathy_entries(karpathy_path)
     items = iter_karpathy_records(
         entries, karpathy_path, images, max_caption_chars, use_filepath=False, allowed_splits=F30K_SPLITS
     )

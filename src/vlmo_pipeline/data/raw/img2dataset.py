@@ -11,6 +11,10 @@ One output folder holds shards named ``NNNNN`` (zero-padded). Per shard:
 A sample becomes a caption row ``{image, caption: [<key>.txt], image_id: key, split}``. The caption comes from the
 sample's ``.txt`` only (nothing is cross-checked against the annotation file). Tar members are not extracted: the
 row points at the member's byte range inside the tar and the worker reads just those bytes.
+
+Files-layout ``.txt`` captions are read with :func:`~vlmo_pipeline.data.raw.safe_io.read_regular_file` (regular
+files of at most 1 MiB, symlinks confined to the output folder unless ``allow_outside_symlinks``); a caption file
+that fails these checks makes its sample a reject with that reason.
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ from vlmo_pipeline.data.raw.records import (
     DOWNLOAD_FAILED,
     MALFORMED_RECORD,
     MISSING_FILE,
+    TOO_LARGE,
     ImageSource,
     RawItem,
     RawLayoutError,
     RawRecord,
     Reject,
     check_caption,
+    tag_split,
 )
+from vlmo_pipeline.data.raw.safe_io import DEFAULT_MAX_TEXT_BYTES, FileRejected, read_regular_file
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 _SHARD_NAME = re.compile(r"^\d+$")
@@ -47,6 +54,7 @@ class _Sample:
     image: ImageSource | None = None
     caption_text: str | None = None
     caption_error: str | None = None
+    caption_reason: str = MALFORMED_RECORD
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ def _split_member_name(name: str) -> tuple[str, str]:
     return key, extension.lower()
 
 
-def _read_tar_samples(tar_path: Path) -> tuple[dict[str, _Sample], str | None]:
+def _read_tar_samples(tar_path: Path, root: Path) -> tuple[dict[str, _Sample], str | None]:
     """Index a webdataset tar: image byte ranges and caption texts per key. Returns (samples, read error)."""
     samples: dict[str, _Sample] = {}
     read_error = None
@@ -134,8 +142,12 @@ def _read_tar_samples(tar_path: Path) -> tuple[dict[str, _Sample], str | None]:
                 key, extension = _split_member_name(member.name)
                 sample = samples.setdefault(key, _Sample())
                 if extension in IMAGE_EXTENSIONS and sample.image is None:
-                    sample.image = ImageSource(str(tar_path), member.offset_data, member.size)
+                    sample.image = ImageSource(str(tar_path), member.offset_data, member.size, root=str(root))
                 elif extension == "txt":
+                    if member.size > DEFAULT_MAX_TEXT_BYTES:
+                        sample.caption_error = f"caption member is {member.size} bytes > {DEFAULT_MAX_TEXT_BYTES}"
+                        sample.caption_reason = TOO_LARGE
+                        continue
                     handle = archive.extractfile(member)
                     raw = handle.read() if handle is not None else b""
                     try:
@@ -148,17 +160,23 @@ def _read_tar_samples(tar_path: Path) -> tuple[dict[str, _Sample], str | None]:
     return samples, read_error
 
 
-def _read_folder_samples(folder: Path) -> dict[str, _Sample]:
+def _read_folder_samples(folder: Path, root: Path, allow_outside_symlinks: bool = False) -> dict[str, _Sample]:
     """Index a files-layout shard folder (image path and caption text per key)."""
     samples: dict[str, _Sample] = {}
     for entry in sorted(folder.iterdir()):
         key, extension = _split_member_name(entry.name)
         sample = samples.setdefault(key, _Sample())
         if extension in IMAGE_EXTENSIONS and sample.image is None:
-            sample.image = ImageSource(str(entry))
+            sample.image = ImageSource(str(entry), root=str(root))
         elif extension == "txt":
             try:
-                sample.caption_text = entry.read_text(encoding="utf-8")
+                raw = read_regular_file(entry, limit=DEFAULT_MAX_TEXT_BYTES, root=root,
+                                        allow_outside=allow_outside_symlinks)
+            except FileRejected as rejected:
+                sample.caption_error, sample.caption_reason = f"caption file: {rejected.detail}", rejected.reason
+                continue
+            try:
+                sample.caption_text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
                 sample.caption_error = f"caption is not UTF-8 ({error})"
     return samples
@@ -168,23 +186,24 @@ def _key_order(key: str) -> tuple[int, int | str]:
     return (0, int(key)) if key.isdigit() else (1, key)
 
 
-def iter_img2dataset(output_dir: str | Path, split: str, max_caption_chars: int) -> Iterator[RawItem]:
+def iter_img2dataset(output_dir: str | Path, split: str, max_caption_chars: int,
+                     allow_outside_symlinks: bool = False) -> Iterator[RawItem]:
     """Stream caption records (and rejects) from one img2dataset output folder, shard by shard, key order."""
     output_dir = Path(output_dir)
     for shard in require_shards(output_dir):
         statuses = _read_statuses(shard.parquet) if shard.parquet is not None else {}
         read_error = None
         if shard.tar is not None:
-            samples, read_error = _read_tar_samples(shard.tar)
+            samples, read_error = _read_tar_samples(shard.tar, output_dir)
             content = str(shard.tar)
         elif shard.folder is not None:
-            samples = _read_folder_samples(shard.folder)
+            samples = _read_folder_samples(shard.folder, output_dir, allow_outside_symlinks)
             content = str(shard.folder)
         else:
             samples, content = {}, str(output_dir / shard.name)
         for key in sorted(set(statuses) | set(samples), key=_key_order):
-            yield from _sample_item(key, statuses.get(key), samples.get(key), shard, content, split,
-                                    max_caption_chars, read_error)
+            yield from tag_split(_sample_item(key, statuses.get(key), samples.get(key), shard, content, split,
+                                              max_caption_chars, read_error), split)
 
 
 def _sample_item(
@@ -208,7 +227,7 @@ def _sample_item(
         yield Reject(key, content, MISSING_FILE, f"no image for key {key} in {content}{damaged}")
         return
     if sample.caption_error is not None:
-        yield Reject(key, content, MALFORMED_RECORD, sample.caption_error)
+        yield Reject(key, content, sample.caption_reason, sample.caption_error)
         return
     if sample.caption_text is None:
         yield Reject(key, content, MISSING_FILE, f"no caption file {key}.txt in {content}{damaged}")

@@ -7,7 +7,7 @@ not (their images sit in one folder). Rows keep the file's order, which is the o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vlmo_pipeline.data.raw.records import (
@@ -23,13 +23,48 @@ from vlmo_pipeline.data.raw.records import (
     check_captions,
     load_json,
     safe_join,
+    tag_split,
 )
+from vlmo_pipeline.data.raw.safe_io import iter_json_items, json_prefix_kinds
 
 KARPATHY_EXPECTED = '{"images": [{"filename", "split", "sentences": [{"raw", ...}], ...}, ...]}'
 
 
+class KarpathyEntries:
+    """The ``images`` entries of a Karpathy file, re-streamed from disk on each iteration; ``len`` = entry count."""
+
+    def __init__(self, path: Path, count: int):
+        self.path = Path(path)
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator:
+        return iter_json_items(self.path, "images.item", KARPATHY_EXPECTED)
+
+
+def open_karpathy_entries(path: Path) -> KarpathyEntries:
+    """Check a Karpathy split file in one streaming pass (syntax, ``images`` is a list) and count its entries.
+
+    A syntax error raises :class:`RawLayoutError` with the byte offset and entry index; so does a document whose
+    ``images`` is missing or not a list. Memory stays constant whatever the file size.
+    """
+    path = Path(path)
+    count = sum(1 for _ in iter_json_items(path, "images.item", KARPATHY_EXPECTED))
+    if count == 0:  # an empty list, or no "images" list at all: look at the layout (cheap for a file this empty)
+        kinds = json_prefix_kinds(path, ("", "images"), KARPATHY_EXPECTED)
+        if kinds.get("") != "start_map" or kinds.get("images") != "start_array":
+            found = "keys without an images list" if kinds.get("") == "start_map" else f"a JSON {kinds.get('')}"
+            raise RawLayoutError(path, f"expected a Karpathy split file {KARPATHY_EXPECTED}, found {found}")
+    return KarpathyEntries(path, count)
+
+
 def load_karpathy(path: Path) -> list[dict]:
-    """Parse a Karpathy split file and return its ``images`` list; wrong top-level layout → RawLayoutError."""
+    """Parse a Karpathy split file whole and return its ``images`` list; wrong top-level layout → RawLayoutError.
+
+    Holds the whole document in memory; the readers use :func:`open_karpathy_entries` instead.
+    """
     document = load_json(path, KARPATHY_EXPECTED)
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         found = type(document).__name__ if not isinstance(document, dict) else f"keys {sorted(document)[:5]}"
@@ -38,7 +73,7 @@ def load_karpathy(path: Path) -> list[dict]:
 
 
 def iter_karpathy_records(
-    entries: list[dict],
+    entries: Iterable[dict],
     annotation_path: Path,
     image_root: Path,
     max_caption_chars: int,
@@ -74,18 +109,18 @@ def iter_karpathy_records(
             parts = (filepath, filename) if use_filepath else (filename,)
             image_path = safe_join(image_root, *parts)
         except PathEscapesRootError as error:
-            yield Reject(record_id, source, PATH_ESCAPES_ROOT, str(error))
+            yield Reject(record_id, source, PATH_ESCAPES_ROOT, str(error), split=split)
             continue
         raw_texts = [s.get("raw") if isinstance(s, dict) else None for s in sentences]
         captions, rejects = check_captions(raw_texts, record_id, source, max_caption_chars)
-        yield from rejects
+        yield from tag_split(rejects, split)
         if not captions:
-            yield Reject(record_id, source, NO_CAPTIONS, "no valid caption left for this image")
+            yield Reject(record_id, source, NO_CAPTIONS, "no valid caption left for this image", split=split)
             continue
         yield RawRecord(
             record_id=record_id,
             split=split,
             source=source,
             fields={"caption": captions, "image_id": filename, "split": split},
-            images={"image": ImageSource(str(image_path))},
+            images={"image": ImageSource(str(image_path), root=str(image_root))},
         )

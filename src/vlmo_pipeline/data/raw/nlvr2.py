@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vlmo_pipeline.data.raw.records import (
+    INVALID_UTF8,
     MALFORMED_LINE,
     PATH_ESCAPES_ROOT,
     ImageSource,
@@ -29,39 +30,46 @@ from vlmo_pipeline.data.raw.records import (
     RawRecord,
     RawSource,
     Reject,
+    as_partial,
     check_caption,
     safe_join,
+    tag_split,
 )
+from vlmo_pipeline.data.raw.safe_io import decode_line, iter_binary_lines
 
 NLVR2_SPLITS = ("train", "dev", "test1")
 LABELS = ("True", "False")
 
 
 def iter_nlvr2_lines(path: str | Path) -> Iterator[tuple[int, dict] | Reject]:
-    """Stream ``(line number, object)`` per well-formed line, a ``malformed_line`` Reject otherwise."""
+    """Stream ``(line number, object)`` per well-formed line, a ``malformed_line`` Reject otherwise (an
+    ``invalid_utf8`` one for a line that is not UTF-8: lines are decoded one by one, so the file goes on)."""
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            record = f"{path.name}:{line_number}"
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield Reject(record, where, MALFORMED_LINE, f"not JSON ({error.msg})")
-                continue
-            if not isinstance(entry, dict):
-                yield Reject(record, where, MALFORMED_LINE, "line is JSON but not an object")
-                continue
-            identifier = entry.get("identifier")
-            if not isinstance(identifier, str) or identifier.count("-") < 3:
-                yield Reject(record, where, MALFORMED_LINE, "needs an identifier like dev-850-0-0")
-                continue
-            if entry.get("label") not in LABELS:
-                yield Reject(identifier, where, MALFORMED_LINE, f"label {entry.get('label')!r} is not True/False")
-                continue
-            yield line_number, entry
+    for line_number, raw in iter_binary_lines(path):
+        where = f"{path}:{line_number}"
+        record = f"{path.name}:{line_number}"
+        line, problem = decode_line(raw)
+        if line is None:
+            yield Reject(record, where, INVALID_UTF8, problem)
+            continue
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield Reject(record, where, MALFORMED_LINE, f"not JSON ({error.msg})")
+            continue
+        if not isinstance(entry, dict):
+            yield Reject(record, where, MALFORMED_LINE, "line is JSON but not an object")
+            continue
+        identifier = entry.get("identifier")
+        if not isinstance(identifier, str) or identifier.count("-") < 3:
+            yield Reject(record, where, MALFORMED_LINE, "needs an identifier like dev-850-0-0")
+            continue
+        if entry.get("label") not in LABELS:
+            yield Reject(identifier, where, MALFORMED_LINE, f"label {entry.get('label')!r} is not True/False")
+            continue
+        yield line_number, entry
 
 
 def pair_id(identifier: str) -> str:
@@ -109,40 +117,45 @@ def open_nlvr2(
 
 def _iter_nlvr2(found: dict[str, Path], images: Path, max_caption_chars: int) -> Iterator[RawItem]:
     for split, path in found.items():
-        pairs: dict[str, dict] = {}
-        for item in iter_nlvr2_lines(path):
-            if isinstance(item, Reject):
-                yield item
-                continue
-            line_number, entry = item
-            identifier = entry["identifier"]
-            where = f"{path}:{line_number}"
-            sentence, reject = check_caption(entry.get("sentence"), identifier, where, max_caption_chars)
-            if reject is not None:
-                yield reject
-                continue
-            pair = pairs.setdefault(pair_id(identifier), {"questions": [], "answers": [], "directory": None,
-                                                          "line": line_number})
-            pair["questions"].append(sentence)
-            pair["answers"].append(entry["label"])
-            if entry.get("directory") is not None and pair["directory"] is None:
-                pair["directory"] = str(entry["directory"])
-        for pair_name, pair in pairs.items():
-            where = f"{path}:{pair['line']}"
-            try:
-                folder = _pair_folder(images, split, pair_name, pair["directory"])
-                image_paths = [safe_join(folder, f"{pair_name}-img{side}.png") for side in (0, 1)]
-            except PathEscapesRootError as error:
-                yield Reject(pair_name, where, PATH_ESCAPES_ROOT, str(error))
-                continue
-            yield RawRecord(
-                record_id=pair_name,
-                split=split,
-                source=where,
-                fields={"questions": pair["questions"], "answers": pair["answers"], "identifier": pair_name,
-                        "split": split},
-                images={f"image_{side}": ImageSource(str(p)) for side, p in enumerate(image_paths)},
-            )
+        yield from tag_split(_iter_nlvr2_split(split, path, images, max_caption_chars), split)
+
+
+def _iter_nlvr2_split(split: str, path: Path, images: Path, max_caption_chars: int) -> Iterator[RawItem]:
+    """One split's pair records; sentence/line rejects are partial (the pair may keep its other sentences)."""
+    pairs: dict[str, dict] = {}
+    for item in iter_nlvr2_lines(path):
+        if isinstance(item, Reject):
+            yield as_partial(item)
+            continue
+        line_number, entry = item
+        identifier = entry["identifier"]
+        where = f"{path}:{line_number}"
+        sentence, reject = check_caption(entry.get("sentence"), identifier, where, max_caption_chars)
+        if reject is not None:
+            yield as_partial(reject)
+            continue
+        pair = pairs.setdefault(pair_id(identifier), {"questions": [], "answers": [], "directory": None,
+                                                      "line": line_number})
+        pair["questions"].append(sentence)
+        pair["answers"].append(entry["label"])
+        if entry.get("directory") is not None and pair["directory"] is None:
+            pair["directory"] = str(entry["directory"])
+    for pair_name, pair in pairs.items():
+        where = f"{path}:{pair['line']}"
+        try:
+            folder = _pair_folder(images, split, pair_name, pair["directory"])
+            image_paths = [safe_join(folder, f"{pair_name}-img{side}.png") for side in (0, 1)]
+        except PathEscapesRootError as error:
+            yield Reject(pair_name, where, PATH_ESCAPES_ROOT, str(error))
+            continue
+        yield RawRecord(
+            record_id=pair_name,
+            split=split,
+            source=where,
+            fields={"questions": pair["questions"], "answers": pair["answers"], "identifier": pair_name,
+                    "split": split},
+            images={f"image_{side}": ImageSource(str(p), root=str(images)) for side, p in enumerate(image_paths)},
+        )
 
 
 def _pair_folder(images: Path, split: str, pair_name: str, directory: str | None) -> Path:

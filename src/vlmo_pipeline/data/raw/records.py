@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,11 @@ NO_CAPTIONS = "no_captions"  # an image left without any valid caption (all reje
 DOWNLOAD_FAILED = "download_failed"  # img2dataset reported a failed download for this sample
 PATH_ESCAPES_ROOT = "path_escapes_root"  # an annotation path is absolute or climbs out of the dataset root
 ANSWER_NOT_IN_VOCAB = "answer_not_in_vocab"  # VQA train question without any in-vocabulary answer (dropped)
+NOT_REGULAR_FILE = "not_regular_file"  # a FIFO, device or socket where a file was expected (never opened)
+TOO_LARGE = "too_large"  # more bytes than IngestConfig.max_image_bytes (read stops at limit + 1)
+OUTSIDE_ROOT = "outside_root"  # a symlink whose target lies outside the dataset root (allow_outside_symlinks off)
+UNREADABLE_FILE = "unreadable_file"  # permission denied, I/O error or a symlink loop
+INVALID_UTF8 = "invalid_utf8"  # a line of a text/TSV/JSON-lines file that is not UTF-8
 
 REJECT_REASONS: tuple[str, ...] = (
     MISSING_FILE,
@@ -46,6 +51,11 @@ REJECT_REASONS: tuple[str, ...] = (
     DOWNLOAD_FAILED,
     PATH_ESCAPES_ROOT,
     ANSWER_NOT_IN_VOCAB,
+    NOT_REGULAR_FILE,
+    TOO_LARGE,
+    OUTSIDE_ROOT,
+    UNREADABLE_FILE,
+    INVALID_UTF8,
 )
 
 
@@ -67,11 +77,16 @@ class PathEscapesRootError(ValueError):
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Where one image's encoded bytes live: a whole file, or a byte range inside a file (a tar member)."""
+    """Where one image's encoded bytes live: a whole file, or a byte range inside a file (a tar member).
+
+    ``root``: the dataset folder the file must resolve into (symlinks followed; see
+    :func:`vlmo_pipeline.data.raw.safe_io.read_regular_file`); None: no confinement check.
+    """
 
     path: str
     offset: int | None = None  # None: the whole file
     length: int | None = None
+    root: str | None = None
 
     def describe(self) -> str:
         """Human-readable location for reject logs."""
@@ -93,12 +108,19 @@ class RawRecord:
 
 @dataclass(frozen=True)
 class Reject:
-    """A record that will not become a row. ``source`` is ``path[:line]``; ``detail`` is free text."""
+    """A record that will not become a row. ``source`` is ``path[:line]``; ``detail`` is free text.
+
+    ``split`` (when known) and ``partial`` (True when only a part of a row is lost: one caption of an image, one
+    question of a VQA image, one NLVR2 sentence, a TSV annotation line) feed the driver's outcome checks; they
+    are not written to ``rejects.jsonl`` and do not take part in comparisons.
+    """
 
     record: str
     source: str
     reason: str
     detail: str = ""
+    split: str | None = field(default=None, compare=False)
+    partial: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.reason not in REJECT_REASONS:
@@ -112,6 +134,19 @@ class Reject:
 
 
 RawItem = RawRecord | Reject
+
+
+def tag_split(items: Iterable[RawItem], split: str) -> Iterator[RawItem]:
+    """Pass ``items`` through, giving every :class:`Reject` without a split this ``split``."""
+    for item in items:
+        if isinstance(item, Reject) and item.split is None:
+            item = replace(item, split=split)
+        yield item
+
+
+def as_partial(reject: Reject) -> Reject:
+    """The same reject marked as losing only part of a row."""
+    return replace(reject, partial=True)
 
 
 @dataclass
@@ -174,7 +209,7 @@ def check_captions(
     for index, text in enumerate(texts):
         caption, reject = check_caption(text, f"{record_id}#{index}", source, max_chars)
         if reject is not None:
-            rejects.append(reject)
+            rejects.append(as_partial(reject))
         else:
             kept.append(caption)
     return kept, rejects

@@ -27,9 +27,10 @@ from vlmo_pipeline.data.raw.records import (
     Reject,
     check_captions,
     first_existing,
-    load_json,
     safe_join,
+    tag_split,
 )
+from vlmo_pipeline.data.raw.safe_io import iter_json_items, json_prefix_kinds
 
 
 def _find(root: Path, name: str) -> Path:
@@ -40,13 +41,12 @@ def _find(root: Path, name: str) -> Path:
 
 
 def load_image_data(path: Path) -> tuple[dict[int, str], list[Reject]]:
-    """Map image id → url from ``image_data.json``; malformed entries become rejects."""
-    document = load_json(path, "a list of {image_id, url, ...}")
-    if not isinstance(document, list):
-        raise RawLayoutError(path, "expected a JSON list of {image_id, url, width, height, ...}")
+    """Map image id → url from ``image_data.json`` (streamed); malformed entries become rejects."""
+    expected = "a JSON list of {image_id, url, width, height, ...}"
     urls: dict[int, str] = {}
     rejects = []
-    for index, entry in enumerate(document):
+    index = -1
+    for index, entry in enumerate(iter_json_items(path, "item", expected)):
         # VG v1.0 used "id" instead of "image_id"; accept both.
         image_id = entry.get("image_id", entry.get("id")) if isinstance(entry, dict) else None
         url = entry.get("url") if isinstance(entry, dict) else None
@@ -54,17 +54,26 @@ def load_image_data(path: Path) -> tuple[dict[int, str], list[Reject]]:
             rejects.append(Reject(f"[{index}]", str(path), MALFORMED_RECORD, "needs integer image_id and url"))
             continue
         urls[image_id] = url
+    if index < 0:
+        _require_top_list(path, expected)
     return urls, rejects
 
 
+def _require_top_list(path: Path, expected: str) -> None:
+    if json_prefix_kinds(path, ("",), expected).get("") != "start_array":
+        raise RawLayoutError(path, f"expected {expected}")
+
+
 def load_region_descriptions(path: Path) -> tuple[dict[int, list], list[Reject]]:
-    """Map image id → region list from ``region_descriptions.json``; malformed entries become rejects."""
-    document = load_json(path, 'a list of {"id": image_id, "regions": [...]}')
-    if not isinstance(document, list):
-        raise RawLayoutError(path, 'expected a JSON list of {"id": image_id, "regions": [{phrase, ...}]}')
+    """Map image id → its region phrases from ``region_descriptions.json``; malformed entries become rejects.
+
+    Streamed (the official file is ~700 MB of JSON); of each region only its ``phrase`` is kept (None for a region
+    that is not an object, so it still counts as a rejected caption)."""
+    expected = 'a JSON list of {"id": image_id, "regions": [{phrase, ...}]}'
     regions: dict[int, list] = {}
     rejects = []
-    for index, entry in enumerate(document):
+    index = -1
+    for index, entry in enumerate(iter_json_items(path, "item", expected)):
         if not isinstance(entry, dict) or not isinstance(entry.get("regions"), list):
             rejects.append(Reject(f"[{index}]", str(path), MALFORMED_RECORD, 'needs a "regions" list'))
             continue
@@ -74,7 +83,10 @@ def load_region_descriptions(path: Path) -> tuple[dict[int, list], list[Reject]]
         if not isinstance(image_id, int):
             rejects.append(Reject(f"[{index}]", str(path), MALFORMED_RECORD, "no integer image id"))
             continue
-        regions.setdefault(image_id, []).extend(entry["regions"])
+        regions.setdefault(image_id, []).extend(
+            region.get("phrase") if isinstance(region, dict) else None for region in entry["regions"])
+    if index < 0:
+        _require_top_list(path, expected)
     return regions, rejects
 
 
@@ -93,8 +105,8 @@ def open_vg(root: str | Path, *, max_caption_chars: int) -> RawSource:
     urls, image_rejects = load_image_data(image_data_path)
     regions, region_rejects = load_region_descriptions(regions_path)
     return RawSource(
-        _iter_vg(root, urls, regions, image_rejects + region_rejects, image_data_path, regions_path,
-                 max_caption_chars),
+        tag_split(_iter_vg(root, urls, regions, image_rejects + region_rejects, image_data_path, regions_path,
+                           max_caption_chars), "train"),
         ("train",),
         [str(image_data_path), str(regions_path)],
         total=len(urls),
@@ -116,7 +128,7 @@ def _iter_vg(
                      f"{image_data_path.name}")
     for image_id in sorted(urls):
         record_id = str(image_id)
-        phrases = [region.get("phrase") if isinstance(region, dict) else None for region in regions.get(image_id, [])]
+        phrases = regions.get(image_id, [])
         captions, rejects = check_captions(phrases, record_id, str(regions_path), max_caption_chars)
         yield from rejects
         if not captions:
@@ -137,5 +149,5 @@ def _iter_vg(
             split="train",
             source=str(image_data_path),
             fields={"caption": captions, "image_id": record_id, "split": "train"},
-            images={"image": ImageSource(str(image_path))},
+            images={"image": ImageSource(str(image_path), root=str(root))},
         )

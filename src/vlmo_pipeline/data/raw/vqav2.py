@@ -27,6 +27,7 @@ Choices (documented in docs/data_layout.md):
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,11 @@ from vlmo_pipeline.data.raw.records import (
     RawRecord,
     RawSource,
     Reject,
+    as_partial,
     check_caption,
-    load_json,
+    tag_split,
 )
+from vlmo_pipeline.data.raw.safe_io import iter_json_items, json_prefix_kinds
 from vlmo_pipeline.data.raw.vqa_answers import build_answer_vocab, score_answers
 
 VQA_SPLITS = ("train", "val", "test")
@@ -67,13 +70,14 @@ def annotations_path(root: Path, split: str) -> Path:
 
 
 def load_questions(path: Path) -> tuple[dict[int, dict], list[Reject]]:
-    """question id → ``{image_id, question}`` from a questions file, plus rejects for malformed entries."""
-    document = load_json(path, QUESTIONS_EXPECTED)
-    if not isinstance(document, dict) or not isinstance(document.get("questions"), list):
-        raise RawLayoutError(path, f"expected a VQA questions file {QUESTIONS_EXPECTED}")
+    """question id → ``{image_id, question}`` from a questions file, plus rejects for malformed entries.
+
+    Streamed with ``ijson`` (the official train file is ~80 MB of JSON); only these two fields are kept.
+    """
     questions: dict[int, dict] = {}
     rejects = []
-    for index, entry in enumerate(document["questions"]):
+    index = -1
+    for index, entry in enumerate(iter_json_items(path, "questions.item", QUESTIONS_EXPECTED)):
         ok = isinstance(entry, dict) and isinstance(entry.get("question_id"), int) and isinstance(
             entry.get("image_id"), int) and "question" in entry
         if not ok:
@@ -81,24 +85,65 @@ def load_questions(path: Path) -> tuple[dict[int, dict], list[Reject]]:
                                   "needs integer question_id and image_id and a question"))
             continue
         questions[entry["question_id"]] = {"image_id": entry["image_id"], "question": entry["question"]}
+    if index < 0:
+        _require_list(path, "questions", QUESTIONS_EXPECTED, "a VQA questions file")
     return questions, rejects
 
 
-def load_annotations(path: Path) -> tuple[list[dict], list[Reject]]:
-    """Annotation records (file order) from an annotations file, plus rejects for malformed entries."""
-    document = load_json(path, ANNOTATIONS_EXPECTED)
-    if not isinstance(document, dict) or not isinstance(document.get("annotations"), list):
-        raise RawLayoutError(path, f"expected a VQA annotations file {ANNOTATIONS_EXPECTED}")
+def _require_list(path: Path, key: str, expected: str, what: str) -> None:
+    """RawLayoutError unless ``path`` is an object whose ``key`` is a list (checked when it yielded no item)."""
+    kinds = json_prefix_kinds(path, ("", key), expected)
+    if kinds.get("") != "start_map" or kinds.get(key) != "start_array":
+        raise RawLayoutError(path, f"expected {what} {expected}")
+
+
+def majority_answer(answers: list[str]) -> str:
+    """The most frequent raw answer (ties: the one given first), as VQA's ``multiple_choice_answer`` is defined."""
+    return Counter(answers).most_common(1)[0][0]
+
+
+def load_annotations(path: Path, info: dict[str, Any] | None = None,
+                     rejected_ids: set[int] | None = None) -> tuple[list[dict], list[Reject]]:
+    """Annotation records (file order) from an annotations file, plus rejects for malformed entries.
+
+    Streamed with ``ijson``; each record is kept compact: ``question_id``, ``image_id`` (None when absent: the
+    question's is used), ``multiple_choice_answer`` (derived as the majority of ``answers`` when absent),
+    ``answer_type`` ("unknown" when absent) and ``answers`` as the list of raw answer strings. ``info`` (when
+    given) counts the derived/filled fields under ``derived_multiple_choice_answer`` / ``missing_answer_type`` /
+    ``missing_image_id``. ``rejected_ids`` (when given) receives the question ids of rejected annotations.
+    """
     records = []
     rejects = []
-    for index, entry in enumerate(document["annotations"]):
+    counts = Counter()
+    index = -1
+    for index, entry in enumerate(iter_json_items(path, "annotations.item", ANNOTATIONS_EXPECTED)):
         problem = _annotation_problem(entry)
         if problem:
             record = f"question {entry['question_id']}" if isinstance(entry, dict) and isinstance(
                 entry.get("question_id"), int) else f"annotations[{index}]"
             rejects.append(Reject(record, str(path), MALFORMED_RECORD, problem))
+            if rejected_ids is not None and record.startswith("question "):
+                rejected_ids.add(entry["question_id"])
             continue
-        records.append(entry)
+        answers = [answer["answer"] for answer in entry["answers"]]
+        major = entry.get("multiple_choice_answer")
+        if not isinstance(major, str):
+            major = majority_answer(answers)
+            counts["derived_multiple_choice_answer"] += 1
+        answer_type = entry.get("answer_type")
+        if not isinstance(answer_type, str):
+            answer_type = "unknown"
+            counts["missing_answer_type"] += 1
+        image_id = entry.get("image_id")
+        if image_id is None:
+            counts["missing_image_id"] += 1
+        records.append({"question_id": entry["question_id"], "image_id": image_id,
+                        "multiple_choice_answer": major, "answer_type": answer_type, "answers": answers})
+    if index < 0:
+        _require_list(path, "annotations", ANNOTATIONS_EXPECTED, "a VQA annotations file")
+    if info is not None:
+        for key, value in counts.items():
+            info[key] = info.get(key, 0) + value
     return records, rejects
 
 
@@ -107,12 +152,18 @@ def _annotation_problem(entry: Any) -> str:
         return "entry is not an object"
     if not isinstance(entry.get("question_id"), int):
         return "needs an integer question_id"
-    if not isinstance(entry.get("multiple_choice_answer"), str):
-        return "needs a string multiple_choice_answer"
     answers = entry.get("answers")
     if not isinstance(answers, list) or not all(isinstance(a, dict) and isinstance(a.get("answer"), str)
                                                 for a in answers):
         return 'needs a list of {"answer": str} answers'
+    major = entry.get("multiple_choice_answer")
+    if major is not None and not isinstance(major, str):
+        return "multiple_choice_answer is not a string"
+    if major is None and not answers:
+        return "no multiple_choice_answer and no answers to derive it from"
+    image_id = entry.get("image_id")
+    if image_id is not None and not isinstance(image_id, int):
+        return "image_id is not an integer"
     return ""
 
 
@@ -155,13 +206,15 @@ def open_vqav2(
                                  f"{question_files[split].name} (expected {ANNOTATIONS_EXPECTED})")
 
     parsed: dict[str, tuple] = {}
+    fills: dict[str, int] = {}
     for split in splits:
         questions, rejects = load_questions(question_files[split])
         split_annotations: list[dict] = []
+        rejected_ids: set[int] = set()
         if split in ANNOTATED_SPLITS:
-            split_annotations, annotation_rejects = load_annotations(annotation_files[split])
+            split_annotations, annotation_rejects = load_annotations(annotation_files[split], fills, rejected_ids)
             rejects += annotation_rejects
-        parsed[split] = (questions, split_annotations, rejects)
+        parsed[split] = (questions, split_annotations, rejects, rejected_ids)
 
     major_answers = [a["multiple_choice_answer"] for split in vocab_splits if split in parsed
                      for a in parsed[split][1]]
@@ -171,7 +224,7 @@ def open_vqav2(
                                                            if s in ANNOTATED_SPLITS]
     total = sum(len({q["image_id"] for q in parsed[s][0].values()}) for s in splits)
     info = {"answer_vocab_size": len(vocab), "vocab_splits": [s for s in vocab_splits if s in parsed],
-            "min_answer_count": min_answer_count, "image_root": str(images)}
+            "min_answer_count": min_answer_count, "image_root": str(images), **fills}
     rest_val: set[int] = set()
     if rest_val_images:
         if "val" not in parsed:
@@ -190,7 +243,7 @@ def _choose_rest_val(parsed_val: tuple, answer_to_label: dict[str, int], questio
                      annotation_source: str, max_caption_chars: int, count: int, seed: int) -> set[int]:
     """Image ids of ``rest_val``: a seeded sample of ``count`` from the sorted ids of the val images that have an
     answerable question (the rows the official val table keeps: the train policy drops the others)."""
-    questions, split_annotations, _ = parsed_val
+    questions, split_annotations = parsed_val[:2]
     answered, _ = _attach_answers(questions, split_annotations, annotation_source)
     eligible = [image_id for image_id, question_ids in _questions_by_image(questions)
                 if _image_row("train", image_id, question_ids, questions, answered, answer_to_label, question_source,
@@ -202,9 +255,10 @@ def _choose_rest_val(parsed_val: tuple, answer_to_label: dict[str, int], questio
 
 
 def _attach_answers(questions: dict[int, dict], split_annotations: list[dict],
-                    annotation_source: str) -> tuple[dict[int, dict], list[Reject]]:
-    """question id → annotation; annotations for unknown questions or with another image id are rejected."""
-    answered: dict[int, dict] = {}
+                    annotation_source: str) -> tuple[dict[int, dict | None], list[Reject]]:
+    """question id → annotation; annotations for unknown questions or with another image id are rejected (a
+    question whose annotation was rejected maps to None, so it is not rejected a second time as ``unknown_id``)."""
+    answered: dict[int, dict | None] = {}
     rejects = []
     for annotation in split_annotations:
         question_id = annotation["question_id"]
@@ -213,10 +267,11 @@ def _attach_answers(questions: dict[int, dict], split_annotations: list[dict],
             rejects.append(Reject(f"question {question_id}", annotation_source, UNKNOWN_ID,
                                   "annotation for a question id not in the questions file"))
             continue
-        if annotation.get("image_id", question["image_id"]) != question["image_id"]:
+        if annotation.get("image_id") not in (None, question["image_id"]):
             rejects.append(Reject(f"question {question_id}", annotation_source, MALFORMED_RECORD,
                                   f"image_id {annotation.get('image_id')} differs from the question's "
                                   f"{question['image_id']}"))
+            answered[question_id] = None
             continue
         answered[question_id] = annotation
     return answered, rejects
@@ -232,25 +287,35 @@ def _questions_by_image(questions: dict[int, dict]) -> list[tuple[int, list[int]
 
 def _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images: Path,
                 max_caption_chars: int, rest_val: set[int]) -> Iterator[RawItem]:
-    for split, (questions, split_annotations, rejects) in parsed.items():
-        yield from rejects
-        question_source = str(question_files[split])
-        annotation_source = str(annotation_files[split]) if split in ANNOTATED_SPLITS else ""
-        answered, answer_rejects = _attach_answers(questions, split_annotations, annotation_source)
-        yield from answer_rejects
-        for image_id, question_ids in _questions_by_image(questions):
-            row = _image_row(split, image_id, question_ids, questions, answered, answer_to_label,
-                             question_source, annotation_source, max_caption_chars)
-            fields, row_rejects = row
-            yield from row_rejects
-            if fields is None:
-                continue
-            if split == "val" and rest_val:
-                fields["split"] = "rest_val" if image_id in rest_val else "trainable_val"
-            subset = SUBSET_OF_SPLIT[split]
-            image_path = images / subset / f"COCO_{subset}_{image_id:012d}.jpg"
-            yield RawRecord(record_id=f"image {image_id}", split=fields["split"], source=question_source, fields=fields,
-                            images={"image": ImageSource(str(image_path))})
+    for split, parsed_split in parsed.items():
+        yield from tag_split(_iter_vqav2_split(split, parsed_split, question_files, annotation_files, answer_to_label,
+                                               images, max_caption_chars, rest_val), split)
+
+
+def _iter_vqav2_split(split, parsed_split, question_files, annotation_files, answer_to_label, images: Path,
+                      max_caption_chars: int, rest_val: set[int]) -> Iterator[RawItem]:
+    """One split's image rows; every reject here loses one question (partial), not a whole image row."""
+    questions, split_annotations, rejects, rejected_ids = parsed_split
+    yield from map(as_partial, rejects)
+    question_source = str(question_files[split])
+    annotation_source = str(annotation_files[split]) if split in ANNOTATED_SPLITS else ""
+    answered, answer_rejects = _attach_answers(questions, split_annotations, annotation_source)
+    for question_id in rejected_ids:  # their malformed annotation is their reject; none for the question
+        answered.setdefault(question_id, None)
+    yield from map(as_partial, answer_rejects)
+    for image_id, question_ids in _questions_by_image(questions):
+        row = _image_row(split, image_id, question_ids, questions, answered, answer_to_label,
+                         question_source, annotation_source, max_caption_chars)
+        fields, row_rejects = row
+        yield from map(as_partial, row_rejects)
+        if fields is None:
+            continue
+        if split == "val" and rest_val:
+            fields["split"] = "rest_val" if image_id in rest_val else "trainable_val"
+        subset = SUBSET_OF_SPLIT[split]
+        image_path = images / subset / f"COCO_{subset}_{image_id:012d}.jpg"
+        yield RawRecord(record_id=f"image {image_id}", split=fields["split"], source=question_source, fields=fields,
+                        images={"image": ImageSource(str(image_path), root=str(images))})
 
 
 def _image_row(split, image_id, question_ids, questions, answered, answer_to_label, question_source,
@@ -262,6 +327,8 @@ def _image_row(split, image_id, question_ids, questions, answered, answer_to_lab
                                  "answer_type")}
     for question_id in question_ids:
         record = f"question {question_id}"
+        if split in ANNOTATED_SPLITS and question_id in answered and answered[question_id] is None:
+            continue  # its annotation was rejected already: one reject per question
         text, reject = check_caption(questions[question_id]["question"], record, question_source,
                                      max_caption_chars)
         if reject is not None:
@@ -272,13 +339,13 @@ def _image_row(split, image_id, question_ids, questions, answered, answer_to_lab
             if annotation is None:
                 rejects.append(Reject(record, annotation_source, UNKNOWN_ID, "question id has no annotation"))
                 continue
-            raw_answers = [answer["answer"] for answer in annotation["answers"]]
+            raw_answers = list(annotation["answers"])
             labels, scores = score_answers(raw_answers, answer_to_label)
             if not labels and split == "train":
                 rejects.append(Reject(record, annotation_source, ANSWER_NOT_IN_VOCAB,
                                       "no annotator answer is in the answer vocabulary"))
                 continue
-            answer_type = str(annotation.get("answer_type", ""))
+            answer_type = annotation["answer_type"]
         else:
             raw_answers, labels, scores, answer_type = [], [], [], ""
         columns["questions"].append(text)
