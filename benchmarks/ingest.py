@@ -13,6 +13,14 @@ compress to nothing), then runs ``ingest_dataset("coco", ...)`` in a fresh Pytho
   parent + workers, both sampled every 50 ms with psutil (null without psutil).
 
     .venv/bin/python benchmarks/ingest.py --sizes 2000 20000 --workers 2
+
+``--annotation-rss MB`` instead measures the annotation readers alone (issue 12): it writes a Karpathy-style
+``dataset_coco.json`` of at least MB megabytes (full official-like entries: 5 sentences with tokens, ids) and, each
+in a fresh process, reports the peak RSS (VmHWM) of ``json.load`` of that file, of the streaming reader (the
+validating ``ijson`` pass plus a full iteration of the records, as an ingest consumes them), and of the streaming
+reader on a small file of the same shape (``--demo-entries`` entries, the demo world's size):
+
+    .venv/bin/python benchmarks/ingest.py --annotation-rss 300
 """
 
 from __future__ import annotations
@@ -124,6 +132,83 @@ def child(raw: str, out: str, workers: int, shard_rows: int) -> None:
     }))
 
 
+def write_karpathy_json(path: Path, min_mb: float | None = None, entries: int | None = None) -> int:
+    """A Karpathy-style file of official-like entries, until it holds ``entries`` entries or ``min_mb`` MB; returns
+    the number of entries written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write('{"images": [')
+        while True:
+            if entries is not None and written >= entries:
+                break
+            if min_mb is not None and handle.tell() >= min_mb * 2**20:
+                break
+            sentences = []
+            for k in range(5):
+                raw = f"A man number {written} rides caption {k} of a brown horse along the sandy beach."
+                sentences.append({"tokens": raw[:-1].lower().split(), "raw": raw, "imgid": written,
+                                  "sentid": written * 5 + k})
+            entry = {"filepath": "train2014", "sentids": list(range(written * 5, written * 5 + 5)),
+                     "filename": f"COCO_train2014_{written:012d}.jpg", "imgid": written,
+                     "split": "train" if written % 10 else "test", "sentences": sentences, "cocoid": written}
+            handle.write((", " if written else "") + json.dumps(entry))
+            written += 1
+        handle.write('], "dataset": "coco"}')
+    return written
+
+
+def child_annotation(path: str, mode: str) -> None:
+    """Parse one Karpathy file in this (fresh) process and print the records seen, seconds and peak RSS."""
+    from vlmo_pipeline.data.raw.karpathy import iter_karpathy_records, load_karpathy, open_karpathy_entries
+
+    start = time.perf_counter()
+    if mode == "json_load":
+        entries = load_karpathy(Path(path))
+    else:
+        entries = open_karpathy_entries(Path(path))
+    records = sum(1 for _ in iter_karpathy_records(entries, Path(path), Path(path).parent, 1000, use_filepath=True,
+                                                   allowed_splits=("train", "restval", "val", "test")))
+    print(json.dumps({"mode": mode, "records": records, "seconds": round(time.perf_counter() - start, 2),
+                      "peak_rss_mb": round(_vm_hwm_mb() or 0.0, 1)}))
+
+
+def annotation_rss(min_mb: float, demo_entries: int, work_dir: Path | None) -> dict:
+    """The ``--annotation-rss`` report (module docstring)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                                      os.environ.get("PYTHONPATH")]))}
+
+    def run_child(path: Path, mode: str) -> dict:
+        completed = subprocess.run([sys.executable, __file__, "--child-annotation", str(path), mode], env=env,
+                                   capture_output=True, text=True, check=True)
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as work:
+        big, demo = Path(work) / "big" / "dataset_coco.json", Path(work) / "demo" / "dataset_coco.json"
+        generated = time.perf_counter()
+        n_big = write_karpathy_json(big, min_mb=min_mb)
+        generated = time.perf_counter() - generated
+        n_demo = write_karpathy_json(demo, entries=demo_entries)
+        results = {
+            "streaming_demo": run_child(demo, "streaming"),
+            "streaming_big": run_child(big, "streaming"),
+            "json_load_big": run_child(big, "json_load"),
+        }
+        sizes = {"big_mb": round(big.stat().st_size / 2**20, 1), "big_entries": n_big,
+                 "demo_kb": round(demo.stat().st_size / 2**10, 1), "demo_entries": n_demo,
+                 "generate_seconds": round(generated, 1)}
+    return {
+        "benchmark": "Karpathy annotation parsing: json.load vs ijson streaming (peak RSS of a fresh process)",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        **sizes,
+        "results": results,
+        "streaming_big_over_demo_mb": round(results["streaming_big"]["peak_rss_mb"]
+                                            - results["streaming_demo"]["peak_rss_mb"], 1),
+        "json_load_over_streaming": round(results["json_load_big"]["peak_rss_mb"]
+                                          / results["streaming_big"]["peak_rss_mb"], 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
@@ -133,7 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None, help="where raw trees and shards go (temp dir)")
     parser.add_argument("--child", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--child-metadata", metavar="RAW", help=argparse.SUPPRESS)
+    parser.add_argument("--annotation-rss", type=float, metavar="MB", default=None,
+                        help="measure annotation parsing memory on a generated Karpathy JSON of at least MB MB")
+    parser.add_argument("--demo-entries", type=int, default=400, help="entries of the small file (--annotation-rss)")
+    parser.add_argument("--child-annotation", nargs=2, metavar=("JSON", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_annotation:
+        child_annotation(*args.child_annotation)
+        return 0
+    if args.annotation_rss is not None:
+        print(json.dumps(annotation_rss(args.annotation_rss, args.demo_entries, args.work_dir), indent=2))
+        return 0
     if args.child:
         child(args.child[0], args.child[1], args.workers, args.shard_rows)
         return 0
