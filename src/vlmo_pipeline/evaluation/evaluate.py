@@ -17,7 +17,9 @@
 
 The image controls (shuffled / blank images) run these same functions on controlled copies of the datasets
 (:mod:`vlmo_pipeline.evaluation.controls`). All functions run under ``torch.no_grad`` in eval mode on ``device``
-(default: CUDA if available, else CPU).
+(default: CUDA if available, else CPU). Every pass over a split reports its progress (``desc`` names it): a bar on
+a terminal, else a log line every ~10 % of a long pass and one when it ends
+(:func:`vlmo_pipeline.training.progress.track`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from vlmo_pipeline.evaluation.metrics import (
 )
 from vlmo_pipeline.models import VLMo
 from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES, sample_itm_negatives
+from vlmo_pipeline.training.progress import batch_size_of, track
 
 __all__ = [
     "RERANK_OUTSIDE_TOP_K",
@@ -80,14 +83,24 @@ def _autocast(device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def _samples(loader: DataLoader) -> int | None:
+    try:
+        return len(loader.dataset)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 @torch.no_grad()
-def _embed(model: VLMo, images_loader: DataLoader, texts_loader: DataLoader, device: torch.device):
+def _embed(model: VLMo, images_loader: DataLoader, texts_loader: DataLoader, device: torch.device,
+           desc: str = "retrieval"):
     image_feats, image_ids, text_feats, text_image_ids = [], [], [], []
     with _autocast(device):
-        for batch in images_loader:
+        for batch in track(images_loader, f"{desc}: image encoding", total=_samples(images_loader), unit="image",
+                           count=batch_size_of("image_index")):
             image_feats.append(model.encode_image(batch["image"].to(device)).float())
             image_ids.append(batch["image_index"])
-        for batch in texts_loader:
+        for batch in track(texts_loader, f"{desc}: caption encoding", total=_samples(texts_loader), unit="caption",
+                           count=batch_size_of("image_index")):
             text_feats.append(model.encode_text(batch["text_ids"].to(device), batch["text_masks"].to(device)).float())
             text_image_ids.append(batch["image_index"])
     return torch.cat(image_feats), torch.cat(image_ids), torch.cat(text_feats), torch.cat(text_image_ids)
@@ -104,6 +117,7 @@ def evaluate_retrieval(
     example_queries: Sequence[int] = (),
     example_depth: int = 5,
     itm_model: VLMo | None = None,
+    desc: str = "retrieval",
 ) -> dict[str, Any]:
     """Recall@K (percent) of image→text (``tr_r*``) and text→image (``ir_r*``) retrieval, plus ``rsum``.
 
@@ -124,12 +138,13 @@ def evaluate_retrieval(
     ``image_rows`` (``image_index`` of the ``example_depth`` best images, best first, from the dual-encoder
     scores the recall keys were computed on), ``scores``, ``ground_truth`` (the caption's image),
     ``ground_truth_rank`` (1 = best; images with an equal score count as ranked before it) and
-    ``ground_truth_score``. Every other top-level value of the result is a float.
+    ``ground_truth_score``. Every other top-level value of the result is a float. ``desc`` names the progress of
+    the encoding and re-ranking passes.
     """
     device = device or default_device()
     started = time.perf_counter()
     model = model.to(device).eval()
-    image_feats, image_ids, text_feats, text_image_ids = _embed(model, images_loader, texts_loader, device)
+    image_feats, image_ids, text_feats, text_image_ids = _embed(model, images_loader, texts_loader, device, desc)
     queries = _check_queries(example_queries, len(text_feats))
     if example_depth < 1:
         raise ValueError(f"example_depth must be >= 1, got {example_depth}")
@@ -148,7 +163,8 @@ def evaluate_retrieval(
             raise ValueError("re-ranking needs the image loader to cover image rows 0..N-1 exactly once")
         itm_model = (itm_model if itm_model is not None else model).to(device).eval()
         i2t, t2i = rerank_scores(itm_model, image_feats[order] @ text_feats.t(), images_loader.dataset,
-                                 texts_loader.dataset, rerank_k, device, batch_size=images_loader.batch_size or 64)
+                                 texts_loader.dataset, rerank_k, device, batch_size=images_loader.batch_size or 64,
+                                 desc=f"{desc}: ITM re-rank")
         result["rerank"] = recall_from_scores(i2t, t2i, text_image_ids, ks)
         timing["rerank_s"] = time.perf_counter() - started
     result["timing"] = timing
@@ -188,7 +204,8 @@ def _ranked_examples(query_scores: torch.Tensor, column_image_ids: torch.Tensor,
 
 @torch.no_grad()
 def rerank_scores(itm_model: VLMo, scores: torch.Tensor, image_dataset: Any, text_dataset: Any, k: int,
-                  device: torch.device, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                  device: torch.device, batch_size: int = 64,
+                  desc: str = "ITM re-rank") -> tuple[torch.Tensor, torch.Tensor]:
     """Official ITM re-ranking (``compute_irtr_recall_with_rerank``) of a (Ni, Nt) cosine matrix ``scores``.
 
     Every image's top-k captions and every caption's top-k images get ``cosine + ITM match logit``; every other
@@ -210,7 +227,7 @@ def rerank_scores(itm_model: VLMo, scores: torch.Tensor, image_dataset: Any, tex
     text_of_pair = torch.cat([texts_top.flatten(), torch.arange(n_texts).repeat_interleave(images_top.shape[1])])
     pair_keys = torch.unique(image_of_pair * n_texts + text_of_pair)  # sorted, so grouped by image
     match_logits = _itm_match_logits(itm_model, (pair_keys // n_texts).tolist(), (pair_keys % n_texts).tolist(),
-                                     image_dataset, text_dataset, device, batch_size)
+                                     image_dataset, text_dataset, device, batch_size, desc)
 
     def logits_of(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         return match_logits[torch.searchsorted(pair_keys, images * n_texts + texts)]
@@ -232,13 +249,16 @@ def _trim_padding(text_ids: torch.Tensor, text_masks: torch.Tensor) -> tuple[tor
 
 
 def _itm_match_logits(itm_model: VLMo, image_rows: Sequence[int], text_rows: Sequence[int], image_dataset: Any,
-                      text_dataset: Any, device: torch.device, batch_size: int) -> torch.Tensor:
+                      text_dataset: Any, device: torch.device, batch_size: int,
+                      desc: str = "ITM re-rank") -> torch.Tensor:
     """(P,) ITM match logit (index 1) of every (image row, caption) pair, in fused passes of ``batch_size``."""
     batch_size = max(1, int(batch_size))
     texts: dict[int, dict[str, torch.Tensor]] = {}
     images: dict[int, torch.Tensor] = {}
     logits = []
-    for start in range(0, len(image_rows), batch_size):
+    starts = range(0, len(image_rows), batch_size)
+    for start in track(starts, desc, total=len(image_rows), unit="pair",
+                       count=lambda start: min(batch_size, len(image_rows) - start)):
         chunk_images, chunk_texts = image_rows[start:start + batch_size], text_rows[start:start + batch_size]
         kept = {}  # this chunk's images; the previous chunk's last image is reused, not decoded again
         for row in chunk_images:
@@ -280,7 +300,8 @@ def recall_from_scores(
 
 
 @torch.no_grad()
-def evaluate_vqa(model: VLMo, loader: DataLoader, device: torch.device | None = None) -> dict[str, Any]:
+def evaluate_vqa(model: VLMo, loader: DataLoader, device: torch.device | None = None,
+                 desc: str = "vqa") -> dict[str, Any]:
     """VQA score (percent) and the number of questions scored; also, per question in loader order, the predicted
     answer label (``predictions``) and the soft score it earns, in [0, 1] (``question_scores``)."""
     device = device or default_device()
@@ -289,7 +310,7 @@ def evaluate_vqa(model: VLMo, loader: DataLoader, device: torch.device | None = 
     predictions: list[int] = []
     question_scores: list[float] = []
     with _autocast(device):
-        for batch in loader:
+        for batch in track(loader, desc, total=_samples(loader), unit="question", count=batch_size_of("text_ids")):
             logits = model.vqa_logits(batch["text_ids"].to(device), batch["text_masks"].to(device),
                                       batch["image"].to(device)).float().cpu()
             metric.update(logits, batch["vqa_targets"])
@@ -337,7 +358,8 @@ def group_counts(groups: Sequence[str], preferred: Sequence[str] = (),
 
 
 @torch.no_grad()
-def evaluate_nlvr2(model: VLMo, loader: DataLoader, device: torch.device | None = None) -> dict[str, Any]:
+def evaluate_nlvr2(model: VLMo, loader: DataLoader, device: torch.device | None = None,
+                   desc: str = "nlvr2") -> dict[str, Any]:
     """Accuracy (percent) of the NLVR2 head, the number of statements scored and the predicted label (1 = "True")
     of every statement in loader order."""
     device = device or default_device()
@@ -345,7 +367,7 @@ def evaluate_nlvr2(model: VLMo, loader: DataLoader, device: torch.device | None 
     metric = torchmetrics.Accuracy(task="binary")
     predictions: list[int] = []
     with _autocast(device):
-        for batch in loader:
+        for batch in track(loader, desc, total=_samples(loader), unit="statement", count=batch_size_of("text_ids")):
             logits = model.nlvr2_logits(batch["text_ids"].to(device), batch["text_masks"].to(device),
                                         batch["image_0"].to(device), batch["image_1"].to(device)).float().cpu()
             predicted = logits.argmax(1)
@@ -364,6 +386,7 @@ def evaluate_itm(
     device: torch.device | None = None,
     modes: Sequence[str] = ITM_NEGATIVE_MODES,
     num_workers: int = 0,
+    desc: str = "itm",
 ) -> dict[str, Any]:
     """Held-out ITM accuracy (percent) of ``model``'s ITM head with hard and with random negative captions.
 
@@ -402,20 +425,22 @@ def evaluate_itm(
     text_ids = torch.stack([item["text_ids"] for item in items])
     text_masks = torch.stack([item["text_masks"] for item in items])
 
-    def image_batches():
+    def image_batches(what: str):
         loader = DataLoader(Subset(images, rows.tolist()), batch_size=batch_size, shuffle=False,
                             num_workers=num_workers, collate_fn=collate)
         start = 0
-        for batch in loader:
+        for batch in track(loader, f"{desc}: {what}", total=len(rows), unit="image", count=batch_size_of("image")):
             pixels = batch["image"].to(device)
             yield start, pixels
             start += pixels.shape[0]
 
     with _autocast(device):
-        image_feats = torch.cat([model.encode_image(pixels).float() for _, pixels in image_batches()])
+        image_feats = torch.cat([model.encode_image(pixels).float() for _, pixels in image_batches("image encoding")])
         text_feats = torch.cat([model.encode_text(text_ids[start:start + batch_size].to(device),
                                                   text_masks[start:start + batch_size].to(device)).float()
-                                for start in range(0, len(rows), batch_size)])
+                                for start in track(range(0, len(rows), batch_size), f"{desc}: caption encoding",
+                                                   total=len(rows), unit="caption",
+                                                   count=lambda start: min(batch_size, len(rows) - start))])
     similarities = model.logit_scale.detach().float().exp() * image_feats @ text_feats.t()  # (N, N)
     similarities = similarities.cpu()
     negatives = {}
@@ -425,7 +450,7 @@ def evaluate_itm(
                                                 generator=mode_generator)
         negatives[mode] = negative_text
     correct = {"positive": [], **{mode: [] for mode in modes}}
-    for start, pixels in image_batches():
+    for start, pixels in image_batches("ITM scoring"):
         count = pixels.shape[0]
         columns = [torch.arange(start, start + count)] + [negatives[mode][start:start + count] for mode in modes]
         ids, masks = _trim_padding(text_ids[torch.cat(columns)], text_masks[torch.cat(columns)])

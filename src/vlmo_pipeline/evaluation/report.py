@@ -54,6 +54,7 @@ __all__ = [
     "plot_recall_bars",
     "recall_table_csv",
     "render_report_markdown",
+    "parameter_table_links",
     "save_figure",
     "write_report",
 ]
@@ -248,10 +249,12 @@ def _row(cells: Sequence[Any]) -> str:
 
 
 def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]],
-                           plots: Mapping[str, str], sections: Sequence[str] = ()) -> str:
+                           plots: Mapping[str, str], sections: Sequence[str] = (),
+                           parameter_tables: Mapping[str, str] | None = None) -> str:
     """A short Markdown report: retrieval / VQA / NLVR2 / ITM tables against chance, the image controls, VQA per
-    answer type and per question family, stage losses, the plots, then the extra ``sections`` lines (the example
-    gallery)."""
+    answer type and per question family, stage losses (with each stage's trainable-parameter count and, from
+    ``parameter_tables`` = stage → relative link, its ``trainable_parameters.md``), the plots, then the extra
+    ``sections`` lines (the example gallery)."""
     lines = ["# VLMo evaluation report", ""]
     model = metrics.get("model", {})
     chance = metrics["chance"]
@@ -319,16 +322,42 @@ def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapp
                                _number(chance["vqa"][key].get(name))]))
         lines.append("")
     if stages:
-        lines += ["## Training", "", _row(["stage / task", "steps", "first loss", "last loss", "seconds"]),
-                  _row(["---"] * 5)]
+        parameter_tables = parameter_tables or {}
+        lines += ["## Training", "", _row(["stage / task", "steps", "first loss", "last loss", "seconds",
+                                           "trainable parameters"]),
+                  _row(["---"] * 6)]
         for name, stage in stages.items():
             lines.append(_row([name, stage.get("global_step", "?"), _number(stage.get("first_loss")),
-                               _number(stage.get("last_loss")), _number(stage.get("seconds"))]))
-        lines += ["", "First / last loss: mean over the first / last fifth of the logged steps.", ""]
+                               _number(stage.get("last_loss")), _number(stage.get("seconds")),
+                               _trainable_cell(stage.get("parameters"), parameter_tables.get(name))]))
+        lines += ["", "First / last loss: mean over the first / last fifth of the logged steps. Trainable "
+                  "parameters: of the whole model; the linked table splits them by module group (what each stage "
+                  "freezes).", ""]
     for title, file_name in plots.items():
         lines += [f"![{title}]({file_name})", ""]
     lines += list(sections)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _trainable_cell(counts: Any, link: str | None) -> str:
+    text = "n/a"
+    if isinstance(counts, Mapping) and {"trainable_params", "frozen_params"} <= set(counts):
+        trainable, total = counts["trainable_params"], counts["trainable_params"] + counts["frozen_params"]
+        text = f"{trainable:,} / {total:,}"
+    return f"{text} ([table]({link}))" if link else text
+
+
+def parameter_table_links(directory: str | os.PathLike,
+                          stages: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Stage → link, relative to ``directory``, of the ``trainable_parameters.md`` each training run wrote beside
+    its CSV log (``parameter_table`` of its summary, else next to ``log_csv``); stages without one are left out."""
+    links = {}
+    for name, stage in stages.items():
+        table = stage.get("parameter_table") or (
+            str(Path(stage["log_csv"]).parent / "trainable_parameters.md") if stage.get("log_csv") else None)
+        if table and Path(table).is_file():
+            links[name] = Path(os.path.relpath(Path(table).resolve(), Path(directory).resolve())).as_posix()
+    return links
 
 
 def _number(value: Any) -> Any:
@@ -373,5 +402,6 @@ def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any],
     atomic_write_text(directory / "recall_at_k.csv", recall_table_csv(metrics))
     sections = write_gallery(directory, gallery) if gallery is not None else []
     report = directory / "report.md"
-    atomic_write_text(report, render_report_markdown(metrics, stages, plots, sections))
+    atomic_write_text(report, render_report_markdown(metrics, stages, plots, sections,
+                                                     parameter_tables=parameter_table_links(directory, stages)))
     return report

@@ -210,7 +210,8 @@ def run_evaluation(
         queries = retrieval_query_rows(texts, config.gallery_captions) if name == GALLERY_RETRIEVAL_DATASET else []
         scores = evaluate_retrieval(model, _loader(images, config), _loader(texts, config), ks=config.retrieval_ks,
                                     rerank_k=config.rerank_k, device=device, example_queries=queries,
-                                    example_depth=config.gallery_depth, itm_model=itm_model)
+                                    example_depth=config.gallery_depth, itm_model=itm_model,
+                                    desc=f"retrieval {name} {config.retrieval_split}")
         if queries:
             gallery.retrieval = retrieval_examples(images, texts, scores.pop("examples"))
         for key, seconds in scores.pop("timing").items():
@@ -234,7 +235,8 @@ def run_evaluation(
     itm_texts = ImageTextDataset(itm_source, tokenizer=itm_tokenizer, max_text_len=itm_tokenizer.max_len,
                                  text_only=True)
     itm_outcome = evaluate_itm(itm_model, itm_images, itm_texts, batch_size=config.batch_size, seed=seed,
-                               device=device, num_workers=config.num_workers)
+                               device=device, num_workers=config.num_workers,
+                               desc=f"itm (stage 3) {ITM_DATASET} {config.retrieval_split}")
     itm = {key: value for key, value in itm_outcome.items() if isinstance(value, float)}
     data_counts[f"itm_{ITM_DATASET}_{config.retrieval_split}"] = {"images": itm_outcome["images"],
                                                                   "decisions": 2 * itm_outcome["images"]}
@@ -251,12 +253,14 @@ def run_evaluation(
         raise ValueError(f"the VQA model has {model.config.vqa_num_labels} answers, {vqa_dir} has {vqa_eval.num_labels}")
     vqa_train = VQADataset([(vqa_dir, split) for split in config.vqa_train_splits], transform=transform,
                            tokenizer=tokenizer, max_text_len=tokenizer.max_len, drop_unanswerable=True)
-    vqa_real = evaluate_vqa(model, _loader(vqa_eval, config), device=device)
+    vqa_real = evaluate_vqa(model, _loader(vqa_eval, config), device=device, desc=f"vqa {config.vqa_split}")
     timing["vqa_s"] = time.perf_counter() - started
     started = time.perf_counter()
     shuffled_vqa, _ = with_shuffled_images(vqa_eval, seed, key_column="image_id")
-    vqa_shuffled = evaluate_vqa(model, _loader(shuffled_vqa, config), device=device)
-    vqa_blank = evaluate_vqa(model, _loader(with_blank_images(vqa_eval), config), device=device)
+    vqa_shuffled = evaluate_vqa(model, _loader(shuffled_vqa, config), device=device,
+                                desc=f"vqa {config.vqa_split}, shuffled images")
+    vqa_blank = evaluate_vqa(model, _loader(with_blank_images(vqa_eval), config), device=device,
+                             desc=f"vqa {config.vqa_split}, blank images")
     timing["vqa_controls_s"] = time.perf_counter() - started
     groups, train_groups = vqa_question_groups(vqa_eval), vqa_question_groups(vqa_train)
     orders = {"answer_type": VQA_ANSWER_TYPES, "family": QUESTION_FAMILIES}
@@ -293,7 +297,7 @@ def run_evaluation(
     nlvr2_dev = None
     for key, split in (("dev_acc", config.nlvr2_dev_split), ("test_acc", config.nlvr2_test_split)):
         dataset = nlvr2_dataset(split)
-        outcome = evaluate_nlvr2(model, _loader(dataset, config), device=device)
+        outcome = evaluate_nlvr2(model, _loader(dataset, config), device=device, desc=f"nlvr2 {split}")
         nlvr2_scores[key] = outcome["accuracy"]
         if key == "dev_acc":
             nlvr2_dev = dataset
@@ -303,8 +307,9 @@ def run_evaluation(
     timing["nlvr2_s"] = time.perf_counter() - started
     started = time.perf_counter()
     shuffled_pairs, _ = with_shuffled_images(nlvr2_dev, seed, key_column=None)  # one pair per row
-    nlvr2_scores["dev_acc_shuffled_images"] = evaluate_nlvr2(model, _loader(shuffled_pairs, config),
-                                                             device=device)["accuracy"]
+    nlvr2_scores["dev_acc_shuffled_images"] = evaluate_nlvr2(
+        model, _loader(shuffled_pairs, config), device=device,
+        desc=f"nlvr2 {config.nlvr2_dev_split}, shuffled images")["accuracy"]
     timing["nlvr2_controls_s"] = time.perf_counter() - started
     logger.info("nlvr2: %s (majority class %s)", nlvr2_scores, nlvr2_chance)
 

@@ -43,10 +43,28 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)  # "key: checkpoint (a, b) vs model (c, d)"
     notes: list[str] = field(default_factory=list)  # transformations applied (truncation, resize, ...)
+    #: the part of ``missing`` that this kind of checkpoint never has (e.g. the text side of a BEiT checkpoint)
+    expected_missing: list[str] = field(default_factory=list)
+    loaded: int = 0  # tensors copied into the model
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
+
+    def problems(self) -> dict[str, list[str]]:
+        """Missing (beyond ``expected_missing``), unexpected and mis-shaped keys, by kind; empty when none."""
+        expected = set(self.expected_missing)
+        kinds = (("missing", [k for k in self.missing if k not in expected]), ("unexpected", self.unexpected),
+                 ("shape mismatch", self.mismatched))
+        return {label: keys for label, keys in kinds if keys}
+
+    def brief(self, shown: int = 3) -> str:
+        """One short line: counts and the first ``shown`` names of every kind of problem."""
+        parts = []
+        for label, keys in self.problems().items():
+            names = ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
+            parts.append(f"{len(keys)} {label} ({names})")
+        return "; ".join(parts) if parts else "all keys matched"
 
     def describe(self, limit: int = 60) -> str:
         parts = []
@@ -279,12 +297,14 @@ def _interpolate_pos_embed(pos_embed: torch.Tensor, grid_size: int) -> torch.Ten
 
 
 def load_into_model(
-    model: VLMo, state_dict: StateDict, strict: bool = True, source: str = "<state dict>", adapt: bool = True
+    model: VLMo, state_dict: StateDict, strict: bool = True, source: str = "<state dict>", adapt: bool = True,
+    log: bool = True,
 ) -> LoadReport:
     """Load ``state_dict`` (adapted to the model's config) into ``model``.
 
     ``strict=True`` raises :class:`CheckpointMismatchError` listing every missing / unexpected /
-    mis-shaped key; ``strict=False`` loads what fits and returns the report.
+    mis-shaped key; ``strict=False`` loads what fits and returns the report (logged in at most one short line
+    unless ``log=False``: a warning with counts and a few names when keys do not match).
     """
     report = LoadReport(source=source)
     if adapt:
@@ -302,11 +322,25 @@ def load_into_model(
     if strict and not report.ok:
         raise CheckpointMismatchError(f"{source} does not match the model: {report.describe()}")
     model.load_state_dict(loadable, strict=False)
-    for note in report.notes:
-        logger.info("%s: %s", source, note)
-    if not report.ok:
-        logger.warning("%s loaded non-strictly: %s", source, report.describe())
+    report.loaded = len(loadable)
+    if log:
+        _log_load(report)
     return report
+
+
+def _log_load(report: LoadReport, what: str = "") -> None:
+    """At most one line: a short warning with counts and a few key names when keys really do not match,
+    else one info line when the load transformed something (notes) or loaded a partial checkpoint on purpose."""
+    problems = report.problems()
+    notes = "; ".join(report.notes)
+    if problems:
+        logger.warning("%s%s loaded non-strictly: %s%s (LoadReport in model.load_report lists every key)",
+                       what, report.source, report.brief(), f"; {notes}" if notes else "")
+    elif notes or report.expected_missing:
+        kept = (f"; {len(report.expected_missing)} tensors it does not hold keep their initialisation"
+                if report.expected_missing else "")
+        logger.info("%s%s: %d tensors loaded%s%s", what, report.source, report.loaded, kept,
+                    f" ({notes})" if notes else "")
 
 
 # ----------------------------------------------------------------------------------------- public API
@@ -342,6 +376,11 @@ def export_official_state_dict(model: VLMo) -> StateDict:
 
 
 _BEIT_DROPPED = re.compile(r"^(fc_norm\.|head\.|lm_head\.|.*relative_position_index$)")
+#: VLMo keys a BEiT checkpoint provides (after the key mapping of :func:`load_beit_checkpoint`).
+_BEIT_IMAGE_SIDE = re.compile(
+    r"^(transformer\.(patch_embed\.|cls_token$|pos_embed$|blocks\.\d+\.(norm1\.|attn\.|gamma_[12]$|norm2_imag\.|mlp_imag\.))"
+    r"|relative_position_bias_table$)"
+)
 
 
 def load_beit_checkpoint(
@@ -408,7 +447,11 @@ def load_beit_checkpoint(
     if "transformer.pos_embed" in mapped and config.use_abs_pos_emb:
         if mapped["transformer.pos_embed"].shape[1] != config.num_image_tokens:
             mapped["transformer.pos_embed"] = _interpolate_pos_embed(mapped["transformer.pos_embed"], config.grid_size)
-    loaded = load_into_model(model, mapped, strict=False, source=source, adapt=False)
+    loaded = load_into_model(model, mapped, strict=False, source=source, adapt=False, log=False)
     loaded.notes[:0] = report.notes
+    # A BEiT checkpoint holds the image side only: the text side, L-FFN/VL-FFN, heads and (mean-pooling BEiT)
+    # the final norm keep their initialisation by design; only a missing image-side key is a problem.
+    loaded.expected_missing = [key for key in loaded.missing if not _BEIT_IMAGE_SIDE.match(key)]
+    _log_load(loaded, what="BEiT checkpoint ")
     model.load_report = loaded
     return model

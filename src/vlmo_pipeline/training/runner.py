@@ -7,9 +7,12 @@
 2. build the model: from a registry name (stage 1; optionally initialised from a BEiT checkpoint) or from the
    previous stage's ``save_pretrained`` directory, then switch its heads to this stage's tasks (``set_tasks``);
 3. freeze everything outside ``config.trainable`` (stage 1/2 rules by default);
-4. fit with a CSV logger in ``config.log_dir`` and a ``ModelCheckpoint`` writing ``last.ckpt`` to
+4. fit with a CSV logger in ``config.log_dir``, a step progress callback (``trainer.progress_bar``; see
+   :mod:`vlmo_pipeline.training.progress`) and a ``ModelCheckpoint`` writing ``last.ckpt`` to
    ``<output_dir>/lightning``. An existing ``last.ckpt`` is resumed when it belongs to the same run (same stage,
-   seed, starting weights and vocabulary; recorded in ``run_fingerprint.json``), unless ``fresh_start``.
+   seed, starting weights and vocabulary; recorded in ``run_fingerprint.json``), unless ``fresh_start``;
+5. write ``trainable_parameters.md`` / ``.json`` (:mod:`vlmo_pipeline.training.parameter_table`) into
+   ``config.log_dir``, beside Lightning's ``hparams.yaml`` and ``metrics.csv``.
 
 ``save_outcome(outcome, directory)`` writes the result as a ``save_pretrained`` directory (plus
 ``training_summary.json``, the VQA ``answer_vocab.json``, and hard links to the Lightning checkpoints so a later
@@ -26,6 +29,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +43,13 @@ from vlmo_pipeline.data.datasets import ANSWER_VOCAB_FILE, load_answer_vocab
 from vlmo_pipeline.models import VLMo, create_model, list_configs, load_beit_checkpoint
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.vlmo import VOCAB_NAME
+from vlmo_pipeline.training.callbacks import StepProgress
 from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.datamodules import VLMoDataModule
 from vlmo_pipeline.training.freezing import apply_trainable_substrings, freeze_report, unmatched_substrings
+from vlmo_pipeline.training.logs import configure_training_logs
 from vlmo_pipeline.training.modules import VLMoTaskModule, build_module
+from vlmo_pipeline.training.parameter_table import TABLE_NAME, trainable_parameter_table, write_parameter_table
 
 __all__ = [
     "TrainOutcome",
@@ -61,6 +68,8 @@ logger = logging.getLogger(__name__)
 SUMMARY_FILE = "training_summary.json"
 FINGERPRINT_FILE = "run_fingerprint.json"
 LAST_CHECKPOINT = "last.ckpt"
+
+configure_training_logs()
 
 
 @dataclass
@@ -106,9 +115,7 @@ def prepare_model(config: RunConfig, vocab_size: int) -> VLMo:
     if config.init in list_configs():
         model = create_model(config.init, vocab_size=vocab_size, loss_names=config.tasks, **overrides)
         if config.init_from:
-            load_beit_checkpoint(model, config.init_from)
-            logger.info("%s: image side initialised from BEiT checkpoint %s (%s)", config.name, config.init_from,
-                        model.load_report.describe())
+            load_beit_checkpoint(model, config.init_from)  # logs one line: info when it fits, else a warning
     elif Path(config.init).is_dir():
         model = VLMo.from_pretrained(config.init, **overrides)
         if model.config.vocab_size != vocab_size:
@@ -149,12 +156,18 @@ def _copy_ffn_into_vlffn(model: VLMo, source: str) -> None:
             block.norm2_vl.load_state_dict(getattr(block, norm_source).state_dict())
 
 
+#: Substrings of the default freezing rules naming parameters only some models have (absolute image positions).
+_OPTIONAL_SUBSTRINGS = ("transformer.pos_embed",)
+
+
 def _apply_freezing(module: VLMoTaskModule, config: RunConfig) -> dict[str, int]:
     if config.trainable is None:
         return freeze_report(module)
-    missing = unmatched_substrings(module, config.trainable)
+    missing = [substring for substring in unmatched_substrings(module, config.trainable)
+               if substring not in _OPTIONAL_SUBSTRINGS]
     if missing:
-        logger.info("%s: trainable substrings %s match no parameter of this model", config.name, missing)
+        logger.warning("%s: trainable substrings %s match no parameter of this model (a typo or a renamed "
+                       "module leaves that part frozen)", config.name, missing)
     trainable = apply_trainable_substrings(module, config.trainable)
     if not trainable:
         raise ValueError(f"{config.name}: trainable={config.trainable} leaves no parameter to train")
@@ -180,6 +193,8 @@ def build_trainer(config: RunConfig) -> L.Trainer:
         save_top_k=0,
         every_n_train_steps=settings.checkpoint_every_n_steps,
     )
+    samples_per_step = config.data.batch_size * settings.accumulate_grad_batches * settings.devices * settings.num_nodes
+    progress = [StepProgress(config.name, samples_per_step=samples_per_step)] if settings.progress_bar else []
     strategy: Any = "auto"
     if settings.devices * settings.num_nodes > 1:
         # Fine-tuning leaves parts of the model unused (VL-FFN in retrieval, pooler in stage 2, ...).
@@ -197,11 +212,13 @@ def build_trainer(config: RunConfig) -> L.Trainer:
         log_every_n_steps=settings.log_every_n_steps,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        enable_progress_bar=settings.progress_bar,
+        # Lightning's bar counts epochs ("Epoch 0/-2" with max_steps) and is unreadable in a log file;
+        # StepProgress shows steps of max_steps (a bar on a TTY, log lines elsewhere).
+        enable_progress_bar=False,
         enable_model_summary=False,
         deterministic=settings.deterministic,
         logger=CSVLogger(save_dir=config.log_dir, name="", version=""),
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *progress],
         default_root_dir=config.output_dir,
     )
 
@@ -319,6 +336,7 @@ def _loss_trend(history: list[tuple[int, float]]) -> dict[str, float | None]:
 def train(config: RunConfig) -> TrainOutcome:
     """Train one stage/task as configured and return the trained model and a summary (see module docstring)."""
     started = time.time()
+    configure_training_logs()  # again: the caller may have configured logging after this module was imported
     L.seed_everything(config.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
@@ -333,7 +351,11 @@ def train(config: RunConfig) -> TrainOutcome:
                          f"max_text_len={model.config.max_text_len}")
     module = build_module(model, config)
     parameter_counts = _apply_freezing(module, config)
-    logger.info("%s: %s", config.name, parameter_counts)
+    table = trainable_parameter_table(module, run=config.name, stage=config.stage, rule=config.trainable)
+    totals = table["totals"]
+    logger.info("%s: %s of %s parameters trainable (%.1f %%), frozen: %s", config.name, f"{totals['trainable']:,}",
+                f"{totals['total']:,}", totals["trainable_percent"],
+                ", ".join(row["group"] for row in table["groups"] if row["state"] == "frozen") or "nothing")
     datamodule = VLMoDataModule(
         config,
         tokenizer,
@@ -345,9 +367,17 @@ def train(config: RunConfig) -> TrainOutcome:
     fingerprint = run_fingerprint(config, vocab_file)
     resume_from = _resume_checkpoint(config, fingerprint, trainer.is_global_zero)
     earlier_log = _set_aside_log(config) if resume_from and trainer.is_global_zero else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    with warnings.catch_warnings():
+        if resume_from:
+            # A resumed run's log_dir holds its own earlier files (hparams.yaml, summary, parameter tables; the
+            # CSV log set aside above and merged back below): Lightning's "exists and is not empty. Previous log
+            # files ... will be deleted" warning is moot here.
+            warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if earlier_log is not None:
         _merge_logs(earlier_log, Path(config.log_dir) / "metrics.csv")
+    if trainer.is_global_zero:  # after the fit: a fresh start empties log_dir, and Lightning's CSV logger warns
+        write_parameter_table(table, config.log_dir)  # about a non-empty one
 
     history = loss_history(config.log_dir)
     summary = {
@@ -361,6 +391,7 @@ def train(config: RunConfig) -> TrainOutcome:
         "precision": str(trainer.precision),
         "devices": trainer.world_size,
         "parameters": parameter_counts,
+        "parameter_table": str(Path(config.log_dir) / TABLE_NAME),
         "model_config": model.config.to_dict(),
         **_loss_trend(history),
     }
@@ -369,9 +400,19 @@ def train(config: RunConfig) -> TrainOutcome:
         extra_files[ANSWER_VOCAB_FILE] = _vqa_answer_vocab(config)[1]
     if config.stage == "stage1":
         model.set_tasks(())  # the MIM mask token and head belong to stage 1 only
-    logger.info("%s: %d steps in %.0f s, loss %s -> %s", config.name, summary["global_step"], summary["seconds"],
-                summary["first_loss"], summary["last_loss"])
+    logger.info("%s: %d steps in %.0f s on %d %s device(s) (%s), loss %s -> %s", config.name, summary["global_step"],
+                summary["seconds"], trainer.world_size, _device_kind(trainer), summary["precision"],
+                _loss_text(summary["first_loss"]), _loss_text(summary["last_loss"]))
     return TrainOutcome(config, model.eval(), vocab_file, summary, extra_files, trainer.is_global_zero)
+
+
+def _device_kind(trainer: L.Trainer) -> str:
+    root = getattr(trainer.strategy, "root_device", None)
+    return root.type if root is not None else type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
+
+
+def _loss_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def save_outcome(outcome: TrainOutcome, directory: str | os.PathLike) -> Path:
