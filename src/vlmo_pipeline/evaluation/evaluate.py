@@ -19,7 +19,7 @@ The image controls (shuffled / blank images) run these same functions on control
 (:mod:`vlmo_pipeline.evaluation.controls`). All functions run under ``torch.no_grad`` in eval mode on ``device``
 (default: CUDA if available, else CPU). Every pass over a split reports its progress (``desc`` names it): a bar on
 a terminal, else a log line every ~10 % of a long pass and one when it ends
-(:func:`vlmo_pipeline.training.progress.track`).
+(:func:`vlmo_pipeline.progress.track`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from vlmo_pipeline.evaluation.metrics import (
 )
 from vlmo_pipeline.models import VLMo
 from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES, sample_itm_negatives
-from vlmo_pipeline.training.progress import batch_size_of, track
+from vlmo_pipeline.progress import batch_size_of, track
 
 __all__ = [
     "RERANK_OUTSIDE_TOP_K",

@@ -6,7 +6,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from vlmo_pipeline.training.progress import Progress
+from vlmo_pipeline.progress import Progress
 
 __all__ = ["StepProgress"]
 
@@ -14,7 +14,7 @@ __all__ = ["StepProgress"]
 class StepProgress(Callback):
     """Training progress in optimiser steps of ``max_steps`` (not epochs: the runs are step-based), with the mean
     loss since the previous update, steps/s, samples/s and ETA: a tqdm bar on a TTY, else a log line every
-    ~10 % of the steps (:class:`~vlmo_pipeline.training.progress.Progress`). Rank zero only.
+    ~10 % of the steps (:class:`~vlmo_pipeline.progress.Progress`). Rank zero only.
 
     ``samples_per_step``: samples one optimiser step consumes (batch size × accumulation × devices).
     """

@@ -8,7 +8,7 @@
    previous stage's ``save_pretrained`` directory, then switch its heads to this stage's tasks (``set_tasks``);
 3. freeze everything outside ``config.trainable`` (stage 1/2 rules by default);
 4. fit with a CSV logger in ``config.log_dir``, a step progress callback (``trainer.progress_bar``; see
-   :mod:`vlmo_pipeline.training.progress`) and a ``ModelCheckpoint`` writing ``last.ckpt`` to
+   :mod:`vlmo_pipeline.progress`) and a ``ModelCheckpoint`` writing ``last.ckpt`` to
    ``<output_dir>/lightning``. An existing ``last.ckpt`` is resumed when it belongs to the same run (same stage,
    seed, starting weights and vocabulary; recorded in ``run_fingerprint.json``), unless ``fresh_start``;
 5. write ``trainable_parameters.md`` / ``.json`` (:mod:`vlmo_pipeline.training.parameter_table`) into

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from vlmo_pipeline.training import progress as progress_module
-from vlmo_pipeline.training.progress import PROGRESS_ENV, Progress, format_seconds, progress_mode, track
+from vlmo_pipeline import progress as progress_module
+from vlmo_pipeline.progress import PROGRESS_ENV, Progress, format_seconds, progress_mode, track
 
 
 def _lines(caplog) -> list[str]:
