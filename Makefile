@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo ablation plots metrics test test-fast viz viz-snapshot bench clean-data
+.PHONY: setup demo ablation plots metrics lint format test test-fast viz viz-snapshot bench clean-data
 
 setup: $(STAMP) $(VEGA)/versions.json
 
@@ -58,6 +58,15 @@ plots: setup
 # METRICS_ARGS="--diff" compares with HEAD, "--all" adds timings and the per-stage training table.
 metrics: setup
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.tools.metrics_view $(METRICS_ARGS)
+
+# ruff: lint rules and formatting from pyproject.toml ([tool.ruff]); `make format` rewrites the files.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # pytest exits 5 when a selection collects no test; that is not a failure.
 test: setup

@@ -55,8 +55,9 @@ def write_raw_tree(root: Path, n_images: int, side: int, seed: int = 0) -> int:
         total_bytes += path.stat().st_size
         split = "test" if index % 10 == 0 else "train"
         sentences = [{"raw": f"picture {index} caption {k}", "tokens": []} for k in range(5)]
-        entries.append({"filepath": "train2014", "filename": name, "cocoid": index, "split": split,
-                        "sentences": sentences})
+        entries.append(
+            {"filepath": "train2014", "filename": name, "cocoid": index, "split": split, "sentences": sentences}
+        )
     (root / "karpathy").mkdir(exist_ok=True)
     (root / "karpathy" / "dataset_coco.json").write_text(json.dumps({"images": entries}))
     return total_bytes
@@ -120,16 +121,20 @@ def child(raw: str, out: str, workers: int, shard_rows: int) -> None:
     if sampler is not None:
         sampler.join()
     rows = sum(manifest["splits"].values())
-    print(json.dumps({
-        "rows": rows,
-        "shards": len(manifest["shards"]),
-        "rejects": manifest["rejects"],
-        "seconds": round(seconds, 2),
-        "images_per_s": round(rows / seconds, 1),
-        "peak_rss_parent_mb": round(_vm_hwm_mb() or 0.0, 1),
-        "peak_rss_worker_mb": round(peaks["worker"], 1) if sampler is not None else None,
-        "peak_rss_tree_mb": round(peaks["tree"], 1) if sampler is not None else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "shards": len(manifest["shards"]),
+                "rejects": manifest["rejects"],
+                "seconds": round(seconds, 2),
+                "images_per_s": round(rows / seconds, 1),
+                "peak_rss_parent_mb": round(_vm_hwm_mb() or 0.0, 1),
+                "peak_rss_worker_mb": round(peaks["worker"], 1) if sampler is not None else None,
+                "peak_rss_tree_mb": round(peaks["tree"], 1) if sampler is not None else None,
+            }
+        )
+    )
 
 
 def write_karpathy_json(path: Path, min_mb: float | None = None, entries: int | None = None) -> int:
@@ -147,11 +152,18 @@ def write_karpathy_json(path: Path, min_mb: float | None = None, entries: int | 
             sentences = []
             for k in range(5):
                 raw = f"A man number {written} rides caption {k} of a brown horse along the sandy beach."
-                sentences.append({"tokens": raw[:-1].lower().split(), "raw": raw, "imgid": written,
-                                  "sentid": written * 5 + k})
-            entry = {"filepath": "train2014", "sentids": list(range(written * 5, written * 5 + 5)),
-                     "filename": f"COCO_train2014_{written:012d}.jpg", "imgid": written,
-                     "split": "train" if written % 10 else "test", "sentences": sentences, "cocoid": written}
+                sentences.append(
+                    {"tokens": raw[:-1].lower().split(), "raw": raw, "imgid": written, "sentid": written * 5 + k}
+                )
+            entry = {
+                "filepath": "train2014",
+                "sentids": list(range(written * 5, written * 5 + 5)),
+                "filename": f"COCO_train2014_{written:012d}.jpg",
+                "imgid": written,
+                "split": "train" if written % 10 else "test",
+                "sentences": sentences,
+                "cocoid": written,
+            }
             handle.write((", " if written else "") + json.dumps(entry))
             written += 1
         handle.write('], "dataset": "coco"}')
@@ -167,20 +179,41 @@ def child_annotation(path: str, mode: str) -> None:
         entries = load_karpathy(Path(path))
     else:
         entries = open_karpathy_entries(Path(path))
-    records = sum(1 for _ in iter_karpathy_records(entries, Path(path), Path(path).parent, 1000, use_filepath=True,
-                                                   allowed_splits=("train", "restval", "val", "test")))
-    print(json.dumps({"mode": mode, "records": records, "seconds": round(time.perf_counter() - start, 2),
-                      "peak_rss_mb": round(_vm_hwm_mb() or 0.0, 1)}))
+    records = sum(
+        1
+        for _ in iter_karpathy_records(
+            entries,
+            Path(path),
+            Path(path).parent,
+            1000,
+            use_filepath=True,
+            allowed_splits=("train", "restval", "val", "test"),
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "records": records,
+                "seconds": round(time.perf_counter() - start, 2),
+                "peak_rss_mb": round(_vm_hwm_mb() or 0.0, 1),
+            }
+        )
+    )
 
 
 def annotation_rss(min_mb: float, demo_entries: int, work_dir: Path | None) -> dict:
     """The ``--annotation-rss`` report (module docstring)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                                      os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
 
     def run_child(path: Path, mode: str) -> dict:
-        completed = subprocess.run([sys.executable, __file__, "--child-annotation", str(path), mode], env=env,
-                                   capture_output=True, text=True, check=True)
+        completed = subprocess.run(
+            [sys.executable, __file__, "--child-annotation", str(path), mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(completed.stdout.strip().splitlines()[-1])
 
     with tempfile.TemporaryDirectory(dir=work_dir) as work:
@@ -194,18 +227,24 @@ def annotation_rss(min_mb: float, demo_entries: int, work_dir: Path | None) -> d
             "streaming_big": run_child(big, "streaming"),
             "json_load_big": run_child(big, "json_load"),
         }
-        sizes = {"big_mb": round(big.stat().st_size / 2**20, 1), "big_entries": n_big,
-                 "demo_kb": round(demo.stat().st_size / 2**10, 1), "demo_entries": n_demo,
-                 "generate_seconds": round(generated, 1)}
+        sizes = {
+            "big_mb": round(big.stat().st_size / 2**20, 1),
+            "big_entries": n_big,
+            "demo_kb": round(demo.stat().st_size / 2**10, 1),
+            "demo_entries": n_demo,
+            "generate_seconds": round(generated, 1),
+        }
     return {
         "benchmark": "Karpathy annotation parsing: json.load vs ijson streaming (peak RSS of a fresh process)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         **sizes,
         "results": results,
-        "streaming_big_over_demo_mb": round(results["streaming_big"]["peak_rss_mb"]
-                                            - results["streaming_demo"]["peak_rss_mb"], 1),
-        "json_load_over_streaming": round(results["json_load_big"]["peak_rss_mb"]
-                                          / results["streaming_big"]["peak_rss_mb"], 2),
+        "streaming_big_over_demo_mb": round(
+            results["streaming_big"]["peak_rss_mb"] - results["streaming_demo"]["peak_rss_mb"], 1
+        ),
+        "json_load_over_streaming": round(
+            results["json_load_big"]["peak_rss_mb"] / results["streaming_big"]["peak_rss_mb"], 2
+        ),
     }
 
 
@@ -218,8 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None, help="where raw trees and shards go (temp dir)")
     parser.add_argument("--child", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--child-metadata", metavar="RAW", help=argparse.SUPPRESS)
-    parser.add_argument("--annotation-rss", type=float, metavar="MB", default=None,
-                        help="measure annotation parsing memory on a generated Karpathy JSON of at least MB MB")
+    parser.add_argument(
+        "--annotation-rss",
+        type=float,
+        metavar="MB",
+        default=None,
+        help="measure annotation parsing memory on a generated Karpathy JSON of at least MB MB",
+    )
     parser.add_argument("--demo-entries", type=int, default=400, help="entries of the small file (--annotation-rss)")
     parser.add_argument("--child-annotation", nargs=2, metavar=("JSON", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -243,21 +287,32 @@ def main(argv: list[str] | None = None) -> int:
             generated = time.perf_counter()
             image_bytes = write_raw_tree(raw, size, args.image_side)
             generated = time.perf_counter() - generated
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                                              os.environ.get("PYTHONPATH")]))}
-            def run_child(*child_args: str) -> dict:
-                completed = subprocess.run([sys.executable, __file__, *child_args], env=env, capture_output=True,
-                                           text=True, check=True)
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+            }
+
+            def run_child(*child_args: str, env: dict = env) -> dict:
+                completed = subprocess.run(
+                    [sys.executable, __file__, *child_args], env=env, capture_output=True, text=True, check=True
+                )
                 return json.loads(completed.stdout.strip().splitlines()[-1])
 
             metadata = run_child("--child-metadata", str(raw))
-            measured = run_child("--child", str(raw), str(out), "--workers", str(args.workers),
-                                 "--shard-rows", str(args.shard_rows))
+            measured = run_child(
+                "--child", str(raw), str(out), "--workers", str(args.workers), "--shard-rows", str(args.shard_rows)
+            )
             overhead = measured["peak_rss_parent_mb"] - metadata["metadata_rss_mb"]
-            results.append({"images": size, "image_mb": round(image_bytes / 2**20, 1),
-                            "generate_seconds": round(generated, 1), **measured,
-                            "metadata_rss_mb": metadata["metadata_rss_mb"],
-                            "streaming_overhead_mb": round(overhead, 1)})
+            results.append(
+                {
+                    "images": size,
+                    "image_mb": round(image_bytes / 2**20, 1),
+                    "generate_seconds": round(generated, 1),
+                    **measured,
+                    "metadata_rss_mb": metadata["metadata_rss_mb"],
+                    "streaming_overhead_mb": round(overhead, 1),
+                }
+            )
     first, last = results[0], results[-1]
     report = {
         "benchmark": "ingest coco (Karpathy layout), validate every image, write Arrow shards",

@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args(argv)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     dtype_name = args.dtype if args.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     autocast_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -122,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown modes {sorted(unknown)}")
 
     torch.manual_seed(0)
-    model = create_model(args.config, loss_names=("itc", "itm", "mlm"), attention_impl=args.attention).to(device).train()
+    model = (
+        create_model(args.config, loss_names=("itc", "itm", "mlm"), attention_impl=args.attention).to(device).train()
+    )
     inputs = make_inputs(model, args.batch_size, device)
     results = [benchmark_mode(model, mode, inputs, args, device, autocast_dtype) for mode in modes]
     report = {

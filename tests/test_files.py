@@ -115,7 +115,9 @@ def test_save_pretrained_and_trained_vocab_get_plain_open_modes(tmp_path, umask)
     from vlmo_pipeline.models import VLMo
     from vlmo_pipeline.models.tokenizer import VLMoTokenizer, train_wordpiece_vocab
 
-    vocab = train_wordpiece_vocab(["a red circle left of a blue square"] * 5, tmp_path / "vocab" / "vocab.txt", vocab_size=30)
+    vocab = train_wordpiece_vocab(
+        ["a red circle left of a blue square"] * 5, tmp_path / "vocab" / "vocab.txt", vocab_size=30
+    )
     assert mode(vocab) == 0o666 & ~umask and VLMoTokenizer(vocab).vocab_size <= 30
     model = _tiny_model()
     directory = model.save_pretrained(tmp_path / "model", vocab_file=vocab)

@@ -38,8 +38,14 @@ def demo_like_checkout(root: Path) -> Path:
     raw = root / "data" / "01_raw"
     generate_demo_world(raw, n_images=8, seed=0, image_size=48, show_progress=False)
     karpathy = json.loads((raw / "coco" / "karpathy" / "dataset_coco.json").read_text(encoding="utf-8"))
-    words = sorted({word for image in karpathy["images"] for sentence in image["sentences"]
-                    for word in re.findall(r"[a-z]+|[^a-z\s]", sentence["raw"].lower())})
+    words = sorted(
+        {
+            word
+            for image in karpathy["images"]
+            for sentence in image["sentences"]
+            for word in re.findall(r"[a-z]+|[^a-z\s]", sentence["raw"].lower())
+        }
+    )
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join([*SPECIAL_TOKENS, *words]) + "\n", encoding="utf-8")
     model = create_model("vlmo_tiny", vocab_size=len(SPECIAL_TOKENS) + len(words), image_size=48)

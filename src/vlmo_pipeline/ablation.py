@@ -40,8 +40,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from vlmo_pipeline.train import RUNS as TRAIN_RUNS
 
@@ -78,9 +79,12 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 #: catalog entry a variant starts from -> the demo run that wrote it
 STARTING_RUNS = {"stage1_model": "stage1"}
 #: catalog entry of the demo's model directory of each training section
-MODEL_ENTRIES = {"pretrain_stage1": "stage1_model", "pretrain_stage2": "stage2_model",
-                 "pretrain_stage3": "pretrained_model", **{section: f"{RUN_NAMES[section]}_model"
-                                                          for section in FINETUNE_SECTIONS}}
+MODEL_ENTRIES = {
+    "pretrain_stage1": "stage1_model",
+    "pretrain_stage2": "stage2_model",
+    "pretrain_stage3": "pretrained_model",
+    **{section: f"{RUN_NAMES[section]}_model" for section in FINETUNE_SECTIONS},
+}
 #: the evaluation's Arrow datasets (catalog ``<name>_arrow``)
 EVALUATION_DATASETS = ("coco", "f30k", "vqav2", "nlvr2")
 #: table column -> (header, path of the value in metrics.json)
@@ -134,9 +138,13 @@ class AblationSetup:
         return sorted(dirs)
 
 
-def load_setup(conf_source: str | os.PathLike = "conf", env: str | None = None, out_dir: str | os.PathLike =
-               "data/09_ablation", report_dir: str | os.PathLike = "data/08_reporting",
-               fresh_start: bool = False) -> AblationSetup:
+def load_setup(
+    conf_source: str | os.PathLike = "conf",
+    env: str | None = None,
+    out_dir: str | os.PathLike = "data/09_ablation",
+    report_dir: str | os.PathLike = "data/08_reporting",
+    fresh_start: bool = False,
+) -> AblationSetup:
     """Parameters and catalog through the project's config loader (``settings.py``), as a Kedro session loads them:
     ``conf/base`` with ``conf/<env>`` (``local`` unless given) on top."""
     from kedro.io import DataCatalog
@@ -146,8 +154,14 @@ def load_setup(conf_source: str | os.PathLike = "conf", env: str | None = None, 
     loader = CONFIG_LOADER_CLASS(conf_source=os.fspath(conf_source), env=env, **CONFIG_LOADER_ARGS)
     params = dict(loader["parameters"])
     catalog = DataCatalog.from_config(loader["catalog"])
-    return AblationSetup(params=params, catalog=catalog, env=env or CONFIG_LOADER_ARGS["default_run_env"],
-                         out_dir=Path(out_dir), report_dir=Path(report_dir), fresh_start=fresh_start)
+    return AblationSetup(
+        params=params,
+        catalog=catalog,
+        env=env or CONFIG_LOADER_ARGS["default_run_env"],
+        out_dir=Path(out_dir),
+        report_dir=Path(report_dir),
+        fresh_start=fresh_start,
+    )
 
 
 def _run_config(setup: AblationSetup, section: str, variant: str, init: Path | None = None):
@@ -190,8 +204,10 @@ def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skip
 
     stage1 = configure_run(setup.section("pretrain_stage1"), "parameters pretrain_stage1", vocab_file=vocab_file)
     if stage1.init not in list_configs():
-        raise ValueError(f"pretrain_stage1.init {stage1.init!r} is not a registered config name; a fresh model "
-                         f"needs one of {list_configs()}")
+        raise ValueError(
+            f"pretrain_stage1.init {stage1.init!r} is not a registered config name; a fresh model "
+            f"needs one of {list_configs()}"
+        )
     overrides = dict(stage1.model_overrides)
     if "pretrain_stage2" in skipped:
         overrides.update(configure_run(setup.section("pretrain_stage2"), "parameters pretrain_stage2").model_overrides)
@@ -201,8 +217,9 @@ def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skip
     model = prepare_model(fresh, tokenizer.vocab_size)
     model.set_tasks(())  # what stage 1 saves: its MIM mask token and head removed
     _check_not_protected(setup, target)
-    DirectoryDataset(path=os.fspath(target)).save(lambda directory: model.save_pretrained(directory,
-                                                                                          vocab_file=vocab_file))
+    DirectoryDataset(path=os.fspath(target)).save(
+        lambda directory: model.save_pretrained(directory, vocab_file=vocab_file)
+    )
     logger.info("ablation: fresh %s (seed %d, overrides %s) -> %s", fresh.init, fresh.seed, overrides, target)
     return target
 
@@ -226,8 +243,11 @@ def _run_settings(setup: AblationSetup, sections: Sequence[str]) -> dict[str, di
     for section in sections:
         values = setup.section(section)
         trainer = dict(values.get("trainer") or {})
-        settings[RUN_NAMES[section]] = {"seed": values.get("seed", 0), "max_steps": trainer.get("max_steps"),
-                                        "batch_size": dict(values.get("data") or {}).get("batch_size")}
+        settings[RUN_NAMES[section]] = {
+            "seed": values.get("seed", 0),
+            "max_steps": trainer.get("max_steps"),
+            "batch_size": dict(values.get("data") or {}).get("batch_size"),
+        }
     return settings
 
 
@@ -273,12 +293,18 @@ def run_variant(setup: AblationSetup, variant: str) -> dict[str, Any]:
     record = {
         "variant": variant,
         "skipped": [RUN_NAMES[section] for section in skipped],
-        "starts_from": (f"a fresh `{setup.section('pretrain_stage1')['init']}` (stage 1's config, overrides and seed)"
-                        if start == "fresh" else f"the demo's {STARTING_RUNS[start]} model `{setup.load(start)}`"),
+        "starts_from": (
+            f"a fresh `{setup.section('pretrain_stage1')['init']}` (stage 1's config, overrides and seed)"
+            if start == "fresh"
+            else f"the demo's {STARTING_RUNS[start]} model `{setup.load(start)}`"
+        ),
         "trained": list(models),
-        "runs": {name: {key: summary.get(key) for key in ("global_step", "first_loss", "last_loss", "seconds",
-                                                           "resumed_from")}
-                 for name, summary in summaries.items()},
+        "runs": {
+            name: {
+                key: summary.get(key) for key in ("global_step", "first_loss", "last_loss", "seconds", "resumed_from")
+            }
+            for name, summary in summaries.items()
+        },
         "evaluation_s": round(time.perf_counter() - evaluation_started, 1),
         "wall_s": round(time.perf_counter() - started, 1),
         "metrics_file": os.fspath(root / METRICS_FILE),
@@ -320,12 +346,16 @@ def _full_chain_mismatches(setup: AblationSetup) -> list[str]:
         path = Path(setup.load(entry)) / SUMMARY_FILE
         recorded = json.loads(path.read_text()).get("run_config", {}) if path.is_file() else {}
         now = _run_settings(setup, [section])[RUN_NAMES[section]]
-        then = {"seed": recorded.get("seed"), "max_steps": (recorded.get("trainer") or {}).get("max_steps"),
-                "batch_size": (recorded.get("data") or {}).get("batch_size")}
+        then = {
+            "seed": recorded.get("seed"),
+            "max_steps": (recorded.get("trainer") or {}).get("max_steps"),
+            "batch_size": (recorded.get("data") or {}).get("batch_size"),
+        }
         for key, value in now.items():
             if then[key] is not None and value is not None and then[key] != value:
-                mismatches.append(f"{RUN_NAMES[section]}: demo model trained with {key} {then[key]}, parameters "
-                                  f"now say {value}")
+                mismatches.append(
+                    f"{RUN_NAMES[section]}: demo model trained with {key} {then[key]}, parameters now say {value}"
+                )
     return mismatches
 
 
@@ -350,8 +380,11 @@ def full_row(setup: AblationSetup) -> dict[str, Any]:
         "metrics": metrics,
         "stage3_last_loss": last_loss,
         "wall_s": round(wall + (evaluation or 0.0), 1) if seconds or evaluation is not None else None,
-        "runs": {run: {key: summary.get(key) for key in ("global_step", "last_loss", "seconds")}
-                 for run, summary in summaries.items() if summary},
+        "runs": {
+            run: {key: summary.get(key) for key in ("global_step", "last_loss", "seconds")}
+            for run, summary in summaries.items()
+            if summary
+        },
         "notes": notes + _full_chain_mismatches(setup),
     }
 
@@ -363,24 +396,30 @@ def build_table(setup: AblationSetup, records: Sequence[Mapping[str, Any]]) -> d
     for record in records:
         runs = record.get("runs") or {}
         resumed = [name for name in record.get("trained") or [] if (runs.get(name) or {}).get("resumed_from")]
-        rows.append({
-            "variant": record["variant"],
-            "skipped": list(record.get("skipped") or []),
-            "starts_from": record.get("starts_from"),
-            **{key: _lookup(record.get("metrics"), path) for key, (_, path) in TABLE_COLUMNS.items()},
-            "stage3_last_loss": record.get("stage3_last_loss", (runs.get("stage3") or {}).get("last_loss")),
-            "wall_s": record.get("wall_s"),
-            "resumed_runs": resumed,
-            "notes": list(record.get("notes") or []),
-        })
+        rows.append(
+            {
+                "variant": record["variant"],
+                "skipped": list(record.get("skipped") or []),
+                "starts_from": record.get("starts_from"),
+                **{key: _lookup(record.get("metrics"), path) for key, (_, path) in TABLE_COLUMNS.items()},
+                "stage3_last_loss": record.get("stage3_last_loss", (runs.get("stage3") or {}).get("last_loss")),
+                "wall_s": record.get("wall_s"),
+                "resumed_runs": resumed,
+                "notes": list(record.get("notes") or []),
+            }
+        )
     evaluate = setup.section("evaluate")
     return {
         "env": setup.env,
         "columns": {key: header for key, (header, _) in TABLE_COLUMNS.items()},
         "rows": rows,
         "runs": _run_settings(setup, list(RUN_NAMES)),
-        "evaluate": {"controls_seed": evaluate.get("controls_seed"), "retrieval_split": evaluate.get("retrieval_split"),
-                     "vqa_split": evaluate.get("vqa_split"), "nlvr2_dev_split": evaluate.get("nlvr2_dev_split")},
+        "evaluate": {
+            "controls_seed": evaluate.get("controls_seed"),
+            "retrieval_split": evaluate.get("retrieval_split"),
+            "vqa_split": evaluate.get("vqa_split"),
+            "nlvr2_dev_split": evaluate.get("nlvr2_dev_split"),
+        },
         "out_dir": os.fspath(setup.out_dir),
     }
 
@@ -409,11 +448,17 @@ def render_markdown(table: Mapping[str, Any]) -> str:
         cells += [_cell(row[key]) for key in table["columns"]]
         cells += [_cell(row["stage3_last_loss"], 3), _cell(row["wall_s"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Seeds and steps", "",
-              "Every variant trains each run with its parameter section's seed, steps and batch size (the same as "
-              "the full chain); the evaluation's image controls and ITM negatives use "
-              f"`controls_seed` {table['evaluate']['controls_seed']}.", "",
-              "| run | seed | steps | batch |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Seeds and steps",
+        "",
+        "Every variant trains each run with its parameter section's seed, steps and batch size (the same as "
+        "the full chain); the evaluation's image controls and ITM negatives use "
+        f"`controls_seed` {table['evaluate']['controls_seed']}.",
+        "",
+        "| run | seed | steps | batch |",
+        "|---|---|---|---|",
+    ]
     for run, settings in table["runs"].items():
         lines.append(f"| {run} | {settings['seed']} | {settings['max_steps']} | {settings['batch_size']} |")
     lines += ["", "## Rows", ""]
@@ -425,12 +470,15 @@ def render_markdown(table: Mapping[str, Any]) -> str:
             text += f"; resumed from an earlier last.ckpt: {', '.join(row['resumed_runs'])} (wall time not comparable)"
         lines.append(text + ".")
         lines += [f"  - note: {note}" for note in row["notes"]]
-    lines += ["",
-              "Wall time: for `full` the demo's recorded training seconds of all seven runs plus its evaluation; for "
-              "a variant the time this program spent on it (fresh model, training, evaluation; a reused stage-1 "
-              "model is not retrained). A fresh model is the one stage 1 starts from (its config name, "
-              "`model_overrides` and seed); in `no_stage1` stage 2 keeps its freezing rule, so attention and V-FFN "
-              "stay at that random init until stage 3.", ""]
+    lines += [
+        "",
+        "Wall time: for `full` the demo's recorded training seconds of all seven runs plus its evaluation; for "
+        "a variant the time this program spent on it (fresh model, training, evaluation; a reused stage-1 "
+        "model is not retrained). A fresh model is the one stage 1 starts from (its config name, "
+        "`model_overrides` and seed); in `no_stage1` stage 2 keeps its freezing rule, so attention and V-FFN "
+        "stay at that random init until stage 3.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -453,10 +501,17 @@ def run_ablation(setup: AblationSetup, variants: Sequence[str] = tuple(VARIANTS)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vlmo_pipeline.ablation",
-                                     description="Stage-wise pretraining ablation of the demo chain (make ablation)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="variants to train and evaluate (the full chain's row is always read, never retrained)")
+    parser = argparse.ArgumentParser(
+        prog="python -m vlmo_pipeline.ablation",
+        description="Stage-wise pretraining ablation of the demo chain (make ablation)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help="variants to train and evaluate (the full chain's row is always read, never retrained)",
+    )
     parser.add_argument("--env", default=None, help="Kedro config environment over conf/base (default: local)")
     parser.add_argument("--conf-source", default="conf", help="the project's conf folder")
     parser.add_argument("--out", default="data/09_ablation", help="models, logs and metrics of the variants")

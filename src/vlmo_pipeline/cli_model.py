@@ -17,8 +17,8 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from vlmo_pipeline.files import atomic_write_json, atomic_write_via
 
@@ -282,7 +282,9 @@ class LoadedModel:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(paths), batch_size):
-                chunks.append(self.model.encode_image(self.image_tensor(paths[start : start + batch_size])).float().cpu())
+                chunks.append(
+                    self.model.encode_image(self.image_tensor(paths[start : start + batch_size])).float().cpu()
+                )
         return torch.cat(chunks)
 
     def embed_texts(self, texts: list[str], batch_size: int):
@@ -367,7 +369,9 @@ def run_retrieve(args: argparse.Namespace) -> int:
         query = loaded.embed_images([image], 1)
         scores = (loaded.embed_texts(labels, args.batch_size) @ query.T).squeeze(1)
     top = scores.topk(min(args.top_k, len(labels)))
-    results = [{"rank": r + 1, "score": float(s), "match": labels[i]} for r, (s, i) in enumerate(zip(top.values, top.indices))]
+    results = [
+        {"rank": r + 1, "score": float(s), "match": labels[i]} for r, (s, i) in enumerate(zip(top.values, top.indices))
+    ]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -398,7 +402,9 @@ def run_vqa(args: argparse.Namespace) -> int:
     image = _existing_file(args.image, "image file")
     loaded = LoadedModel(args.model, args.device, args.vocab)
     if getattr(loaded.model, "vqa_classifier", None) is None:
-        raise CommandError(f"{args.model}: this model has no VQA head (loss_names={list(loaded.model.config.loss_names)})")
+        raise CommandError(
+            f"{args.model}: this model has no VQA head (loss_names={list(loaded.model.config.loss_names)})"
+        )
     num_labels = loaded.model.config.vqa_num_labels
     answers = _read_answer_vocab(loaded.directory, num_labels)
     pixels = loaded.image_tensor([image])

@@ -39,7 +39,8 @@ def _summary(args: argparse.Namespace) -> int:
             manifest = json.loads(path.read_text(encoding="utf-8"))
             splits = ", ".join(f"{split}={rows}" for split, rows in manifest["splits"].items())
             lines.append(
-                f"  {manifest['dataset']:<7} {splits}  ({len(manifest['shards'])} shards, {manifest['rejects']} rejects)"
+                f"  {manifest['dataset']:<7} {splits}  "
+                f"({len(manifest['shards'])} shards, {manifest['rejects']} rejects)"
             )
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise CommandError(f"{path}: unreadable manifest ({error})") from error

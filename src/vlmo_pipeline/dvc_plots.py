@@ -122,8 +122,9 @@ def fetch_vega(vega_dir: Path, npm: str | None = None, timeout: float = 300.0) -
         except subprocess.TimeoutExpired as error:
             raise PlotsError(f"`{' '.join(command[:5])}` did not finish within {timeout:.0f}s") from error
         if result.returncode != 0:
-            raise PlotsError(f"`npm pack {' '.join(specs)}` failed (exit {result.returncode}):\n"
-                             f"{result.stderr[-2000:]}")
+            raise PlotsError(
+                f"`npm pack {' '.join(specs)}` failed (exit {result.returncode}):\n{result.stderr[-2000:]}"
+            )
         try:
             packed = {entry["name"]: entry for entry in json.loads(result.stdout)}
         except (json.JSONDecodeError, KeyError, TypeError) as error:
@@ -180,8 +181,9 @@ def inline_template(template: Path, vega_dir: Path) -> str:
     return text
 
 
-def configure_plain_dvc(project: Path = Path("."), vega_dir: Path | None = None,
-                        template: Path = DEFAULT_TEMPLATE) -> Path:
+def configure_plain_dvc(
+    project: Path = Path("."), vega_dir: Path | None = None, template: Path = DEFAULT_TEMPLATE
+) -> Path:
     """Write the inlined template into ``vega_dir`` and set ``plots.html_template`` in ``.dvc/config.local``.
 
     Returns the template's path. Raises ``PlotsError`` when the libraries are missing or DVC refuses the setting.
@@ -194,8 +196,9 @@ def configure_plain_dvc(project: Path = Path("."), vega_dir: Path | None = None,
     page = vega_dir / INLINE_TEMPLATE
     atomic_write_bytes(page, inline_template((project / template).resolve(), vega_dir).encode("utf-8"))
     command = [_dvc(), "config", "--local", "plots.html_template", str(page)]
-    result = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, DVC_NO_ANALYTICS="1"))
+    result = subprocess.run(
+        command, cwd=project, capture_output=True, text=True, timeout=120, env=dict(os.environ, DVC_NO_ANALYTICS="1")
+    )
     if result.returncode != 0:
         raise PlotsError(f"`{' '.join(command[1:])}` failed (exit {result.returncode}): {result.stderr.strip()}")
     return page
@@ -211,8 +214,13 @@ def _dvc() -> str:
     return found
 
 
-def show_plots(out: Path = DEFAULT_OUT, vega_dir: Path | None = None, template: Path = DEFAULT_TEMPLATE,
-               targets: tuple[str, ...] | list[str] = (), project: Path = Path(".")) -> tuple[Path, bool]:
+def show_plots(
+    out: Path = DEFAULT_OUT,
+    vega_dir: Path | None = None,
+    template: Path = DEFAULT_TEMPLATE,
+    targets: tuple[str, ...] | list[str] = (),
+    project: Path = Path("."),
+) -> tuple[Path, bool]:
     """Render the project's DVC plots into ``out/index.html``; returns (page, renders offline).
 
     With the libraries in ``vega_dir``: our template plus the libraries copied beside the page (offline). Without
@@ -227,9 +235,11 @@ def show_plots(out: Path = DEFAULT_OUT, vega_dir: Path | None = None, template: 
     if offline:
         _check_template(template)
     else:
-        _warn(f"vega libraries missing from {vega_dir} ({', '.join(missing)}): run `make setup` with npm "
-              f"installed to fetch them. Falling back to DVC's default template, which loads vega from a CDN: "
-              f"the page stays blank without a network.")
+        _warn(
+            f"vega libraries missing from {vega_dir} ({', '.join(missing)}): run `make setup` with npm "
+            f"installed to fetch them. Falling back to DVC's default template, which loads vega from a CDN: "
+            f"the page stays blank without a network."
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -282,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
                 _warn(f"{error}; `make plots` will fall back to DVC's default template (needs a network to render)")
                 return 0
             state = "present" if already else "fetched"
-            print(f"vega libraries {state} in {vega_dir}: "
-                  + ", ".join(f"{name} {version}" for name, version in versions.items()))
+            print(
+                f"vega libraries {state} in {vega_dir}: "
+                + ", ".join(f"{name} {version}" for name, version in versions.items())
+            )
             return 0
         if args.command == "configure":
             page = configure_plain_dvc(vega_dir=vega_dir)

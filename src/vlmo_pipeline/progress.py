@@ -62,8 +62,17 @@ class Progress:
     this run does.
     """
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it", initial: int = 0, mode: str = "auto",
-                 every: float = 0.1, min_interval_s: float = 0.0, samples_per_unit: float | None = None) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "it",
+        initial: int = 0,
+        mode: str = "auto",
+        every: float = 0.1,
+        min_interval_s: float = 0.0,
+        samples_per_unit: float | None = None,
+    ) -> None:
         self.total = int(total) if total is not None and total > 0 and math.isfinite(total) else None
         self.desc, self.unit, self.initial = desc, unit, int(initial)
         self.count = self.initial
@@ -79,8 +88,15 @@ class Progress:
         if self.mode == "bar":
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, initial=self.initial, desc=desc, unit=unit, dynamic_ncols=True,
-                             leave=True, file=sys.stderr)
+            self._bar = tqdm(
+                total=self.total,
+                initial=self.initial,
+                desc=desc,
+                unit=unit,
+                dynamic_ncols=True,
+                leave=True,
+                file=sys.stderr,
+            )
 
     # ------------------------------------------------------------------------------------------- update
     def _fraction_after(self, count: int) -> float:
@@ -106,7 +122,12 @@ class Progress:
             if shown:
                 self._bar.set_postfix(shown, refresh=False)
             self._bar.update(delta)
-        elif self.mode == "log" and self.total and count < self.total and count / self.total >= self._next_fraction - 1e-9:
+        elif (
+            self.mode == "log"
+            and self.total
+            and count < self.total
+            and count / self.total >= self._next_fraction - 1e-9
+        ):
             self._next_fraction = self._fraction_after(count)
             now = time.perf_counter()
             if now - self._last_line >= self.min_interval_s:
@@ -123,7 +144,7 @@ class Progress:
         elif self.mode == "log" and self.count > self.initial:
             logger.info("%s", self.line(final=True))
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -168,8 +189,15 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def track(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "batch",
-          count: Callable[[T], int] | None = None, mode: str = "auto", min_interval_s: float = 2.0) -> Iterator[T]:
+def track(
+    iterable: Iterable[T],
+    desc: str,
+    total: int | None = None,
+    unit: str = "batch",
+    count: Callable[[T], int] | None = None,
+    mode: str = "auto",
+    min_interval_s: float = 2.0,
+) -> Iterator[T]:
     """Iterate ``iterable`` with a :class:`Progress`; ``count(item)``: how many units an item is (default 1), e.g.
     the number of images in a batch with ``total`` the dataset's length."""
     if total is None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -100,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     outcome = train(config)
     if outcome.is_global_zero:
         target = export_outcome(outcome, args.export_dir or config.output_dir)
-        print(f"{config.name}: {outcome.summary['global_step']} steps, loss {outcome.summary['first_loss']} -> "
-              f"{outcome.summary['last_loss']}; model written to {target}")
+        print(
+            f"{config.name}: {outcome.summary['global_step']} steps, loss {outcome.summary['first_loss']} -> "
+            f"{outcome.summary['last_loss']}; model written to {target}"
+        )
     return 0
 
 

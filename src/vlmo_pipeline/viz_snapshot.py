@@ -490,8 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     for result in results.values():
         print(f"wrote {result.screenshot} ({result.window[0]}x{result.window[1]}, zoom {result.zoom:.0%})")
         if result.not_in_window or result.overlays:
-            print(f"error: {result.view.name}: not in the window: {result.not_in_window}; pop-ups: {result.overlays}",
-                  file=sys.stderr)
+            print(
+                f"error: {result.view.name}: not in the window: {result.not_in_window}; pop-ups: {result.overlays}",
+                file=sys.stderr,
+            )
             status = 1
     return status
 

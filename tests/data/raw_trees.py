@@ -71,7 +71,7 @@ def img2dataset_output(output_dir: Path, samples: list[dict], layout: str, per_s
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     for shard_index in range(0, len(samples), per_shard):
-        shard = samples[shard_index:shard_index + per_shard]
+        shard = samples[shard_index : shard_index + per_shard]
         name = f"{shard_index // per_shard:05d}"
         rows = {"key": [], "url": [], "caption": [], "status": [], "error_message": [], "width": [], "height": []}
         members: list[tuple[str, bytes]] = []
@@ -104,8 +104,9 @@ def img2dataset_output(output_dir: Path, samples: list[dict], layout: str, per_s
                     archive.addfile(info, io.BytesIO(data))
 
 
-def vqa_annotation(question_id: int, image_id: int, answers: list[str], major: str | None = None,
-                   answer_type: str = "other") -> dict:
+def vqa_annotation(
+    question_id: int, image_id: int, answers: list[str], major: str | None = None, answer_type: str = "other"
+) -> dict:
     return {
         "question_type": "what",
         "multiple_choice_answer": major if major is not None else answers[0],
@@ -118,17 +119,37 @@ def vqa_annotation(question_id: int, image_id: int, answers: list[str], major: s
 
 def vqa_files(root: Path, subset: str, questions: list[tuple[int, int, str]], annotations: list[dict] | None):
     """questions: (question id, image id, text)."""
-    write_json(root / f"v2_OpenEnded_mscoco_{subset}_questions.json", {
-        "info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "license": {}, "data_subtype": subset,
-        "questions": [{"image_id": i, "question": q, "question_id": qid} for qid, i, q in questions]})
+    write_json(
+        root / f"v2_OpenEnded_mscoco_{subset}_questions.json",
+        {
+            "info": {},
+            "task_type": "Open-Ended",
+            "data_type": "mscoco",
+            "license": {},
+            "data_subtype": subset,
+            "questions": [{"image_id": i, "question": q, "question_id": qid} for qid, i, q in questions],
+        },
+    )
     if annotations is not None:
-        write_json(root / f"v2_mscoco_{subset}_annotations.json",
-                   {"info": {}, "license": {}, "data_subtype": subset, "annotations": annotations})
+        write_json(
+            root / f"v2_mscoco_{subset}_annotations.json",
+            {"info": {}, "license": {}, "data_subtype": subset, "annotations": annotations},
+        )
 
 
 def nlvr2_line(identifier: str, sentence: str, label: str, directory: int | None = None) -> str:
-    entry = {"validation": {}, "sentence": sentence, "left_url": "", "writer": "1", "label": label,
-             "right_url": "", "synset": "x", "query": "x", "identifier": identifier, "extra_validations": {}}
+    entry = {
+        "validation": {},
+        "sentence": sentence,
+        "left_url": "",
+        "writer": "1",
+        "label": label,
+        "right_url": "",
+        "synset": "x",
+        "query": "x",
+        "identifier": identifier,
+        "extra_validations": {},
+    }
     if directory is not None:
         entry["directory"] = directory
     return json.dumps(entry)

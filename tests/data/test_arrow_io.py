@@ -37,8 +37,12 @@ except ImportError:  # tests/data is not a package
 
 
 def caption_row(index: int, image_size: int = 100) -> dict:
-    return {"image": bytes([index % 256]) * image_size, "caption": [f"caption {index}", "second"],
-            "image_id": f"img{index}", "split": "train"}
+    return {
+        "image": bytes([index % 256]) * image_size,
+        "caption": [f"caption {index}", "second"],
+        "image_id": f"img{index}",
+        "split": "train",
+    }
 
 
 def test_shards_roll_over_by_rows_and_read_back_equal(tmp_path):
@@ -100,8 +104,16 @@ def test_schemas_match_the_data_layout_contract():
 
 
 def test_prepare_output_dir_removes_only_our_files(tmp_path):
-    for name in ["train-00000.arrow", ".train-00001.arrow.tmp", "manifest.json", "rejects.jsonl",
-                 ".manifest.json.tmp", "answer_vocab.json", "notes.txt", "train-final.arrow"]:
+    for name in [
+        "train-00000.arrow",
+        ".train-00001.arrow.tmp",
+        "manifest.json",
+        "rejects.jsonl",
+        ".manifest.json.tmp",
+        "answer_vocab.json",
+        "notes.txt",
+        "train-final.arrow",
+    ]:
         (tmp_path / name).write_text("x")
     prepare_output_dir(tmp_path, extra_files=["answer_vocab.json"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "train-final.arrow"]
@@ -207,18 +219,27 @@ def test_killed_process_leaves_only_a_hidden_tmp_which_the_rerun_removes(tmp_pat
         ingest_dataset("coco", {str(raw)!r}, {str(out)!r}, IngestConfig(workers=0, shard_rows=4, batch_rows=2),
                        show_progress=False)
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(arrow_io.__file__).parents[2]),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(arrow_io.__file__).parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 9, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == [".rejects.jsonl.tmp", ".train-00001.arrow.tmp",
-                                                     "train-00000.arrow"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".rejects.jsonl.tmp",
+        ".train-00001.arrow.tmp",
+        "train-00000.arrow",
+    ]
     open_shard(out / "train-00000.arrow")
     with pytest.raises(ValueError):
         open_shard(out / ".train-00001.arrow.tmp")  # the half-written shard is not a valid file
 
     manifest = ingest_dataset("coco", raw, out, IngestConfig(workers=0, shard_rows=4), show_progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "rejects.jsonl", "train-00000.arrow",
-                                                     "train-00001.arrow"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "rejects.jsonl",
+        "train-00000.arrow",
+        "train-00001.arrow",
+    ]
     assert manifest["splits"]["train"] == 8
     assert json.loads((out / "manifest.json").read_text())["shards"] == manifest["shards"]

@@ -21,8 +21,9 @@ except ImportError:  # tests/data is not a package
     import raw_trees
 
 # max_reject_rate 1.0: these trees are mostly bad on purpose (outcome checks: tests/data/test_outcome_checks.py).
-CONFIG = IngestConfig(workers=0, max_image_pixels=1_000_000, max_caption_chars=60, min_answer_count=1,
-                      max_reject_rate=1.0)
+CONFIG = IngestConfig(
+    workers=0, max_image_pixels=1_000_000, max_caption_chars=60, min_answer_count=1, max_reject_rate=1.0
+)
 
 
 def ingest(name, raw, out, **kwargs):
@@ -45,19 +46,24 @@ def bomb_png(size=(1500, 1500)) -> bytes:
 GOOD_JPEG = raw_trees.image_bytes((64, 48))
 GOOD_PNG = raw_trees.image_bytes((64, 48), fmt="PNG")
 _IDAT = GOOD_PNG.find(b"IDAT")
-BAD_CRC_PNG = GOOD_PNG[:_IDAT + 10] + bytes(b ^ 0xFF for b in GOOD_PNG[_IDAT + 10:_IDAT + 20]) + GOOD_PNG[_IDAT + 20:]
+BAD_CRC_PNG = (
+    GOOD_PNG[: _IDAT + 10] + bytes(b ^ 0xFF for b in GOOD_PNG[_IDAT + 10 : _IDAT + 20]) + GOOD_PNG[_IDAT + 20 :]
+)
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "zero_byte"),
-    (b"this is not an image at all" * 20, "corrupt_image"),
-    (GOOD_JPEG[:len(GOOD_JPEG) // 2], "truncated_image"),
-    (GOOD_PNG[:len(GOOD_PNG) - 30], "truncated_image"),
-    (GOOD_JPEG[:40] + bytes(50) + GOOD_JPEG[90:], "corrupt_image"),  # broken JPEG tables: fails on decode
-    (BAD_CRC_PNG, "corrupt_image"),  # damaged compressed data: fails verify()
-    (bomb_png((1200, 1000)), "decompression_bomb"),  # above the limit: PIL's warning range
-    (bomb_png((1500, 1500)), "decompression_bomb"),  # above twice the limit: PIL's error range
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "zero_byte"),
+        (b"this is not an image at all" * 20, "corrupt_image"),
+        (GOOD_JPEG[: len(GOOD_JPEG) // 2], "truncated_image"),
+        (GOOD_PNG[: len(GOOD_PNG) - 30], "truncated_image"),
+        (GOOD_JPEG[:40] + bytes(50) + GOOD_JPEG[90:], "corrupt_image"),  # broken JPEG tables: fails on decode
+        (BAD_CRC_PNG, "corrupt_image"),  # damaged compressed data: fails verify()
+        (bomb_png((1200, 1000)), "decompression_bomb"),  # above the limit: PIL's warning range
+        (bomb_png((1500, 1500)), "decompression_bomb"),  # above twice the limit: PIL's error range
+    ],
+)
 def test_validate_image_bytes_reasons(data, reason):
     with pytest.raises(ImageRejected) as raised:
         validate_image_bytes(data, ImageOptions(max_pixels=1_000_000))
@@ -76,8 +82,7 @@ def test_pixel_limit_is_a_parameter_and_pil_state_is_restored():
 
 def test_coco_bad_images_and_captions(tmp_path, capsys):
     root = tmp_path / "coco"
-    good = {name: raw_trees.image_bytes((20 + i, 20)) for i, name in enumerate(["good0.jpg", "good1.jpg",
-                                                                               "good2.jpg"])}
+    good = {name: raw_trees.image_bytes((20 + i, 20)) for i, name in enumerate(["good0.jpg", "good1.jpg", "good2.jpg"])}
     for name, data in good.items():
         raw_trees.write(root / "train2014" / name, data)
     raw_trees.write(root / "train2014" / "corrupt.jpg", b"\x00garbage" * 50)
@@ -106,14 +111,24 @@ def test_coco_bad_images_and_captions(tmp_path, capsys):
     out = tmp_path / "out"
     manifest = ingest("coco", root, out)
 
-    assert rejects_of(out) == sorted([
-        ("good1.jpg#1", "empty_caption"), ("good1.jpg#2", "caption_too_long"),
-        ("corrupt.jpg", "corrupt_image"), ("truncated.jpg", "truncated_image"), ("missing.jpg", "missing_file"),
-        ("empty.jpg", "zero_byte"), ("bomb.png", "decompression_bomb"),
-        ("outside.jpg", "path_escapes_root"), ("passwd", "path_escapes_root"),
-        ("good0.jpg#0", "empty_caption"), ("good0.jpg#1", "empty_caption"), ("good0.jpg", "no_captions"),
-        ("good0.jpg", "malformed_record"), ("images[12]", "malformed_record"),
-    ])
+    assert rejects_of(out) == sorted(
+        [
+            ("good1.jpg#1", "empty_caption"),
+            ("good1.jpg#2", "caption_too_long"),
+            ("corrupt.jpg", "corrupt_image"),
+            ("truncated.jpg", "truncated_image"),
+            ("missing.jpg", "missing_file"),
+            ("empty.jpg", "zero_byte"),
+            ("bomb.png", "decompression_bomb"),
+            ("outside.jpg", "path_escapes_root"),
+            ("passwd", "path_escapes_root"),
+            ("good0.jpg#0", "empty_caption"),
+            ("good0.jpg#1", "empty_caption"),
+            ("good0.jpg", "no_captions"),
+            ("good0.jpg", "malformed_record"),
+            ("images[12]", "malformed_record"),
+        ]
+    )
     train = read_split(out, "train").to_pylist()
     assert [(r["image_id"], r["caption"], r["image"]) for r in train] == [
         ("good0.jpg", five, good["good0.jpg"]),
@@ -132,10 +147,19 @@ def test_coco_bad_images_and_captions(tmp_path, capsys):
 def test_coco_official_captions_unknown_image_id(tmp_path):
     root = tmp_path / "coco"
     raw_trees.write(root / "val2014" / "COCO_val2014_000000000001.jpg", GOOD_JPEG)
-    raw_trees.write_json(root / "annotations" / "captions_val2014.json", {
-        "info": {}, "licenses": [], "images": [{"id": 1, "file_name": "COCO_val2014_000000000001.jpg"}],
-        "annotations": [{"image_id": 1, "id": 5, "caption": "b"}, {"image_id": 1, "id": 4, "caption": "a"},
-                        {"image_id": 99, "id": 6, "caption": "orphan"}]})
+    raw_trees.write_json(
+        root / "annotations" / "captions_val2014.json",
+        {
+            "info": {},
+            "licenses": [],
+            "images": [{"id": 1, "file_name": "COCO_val2014_000000000001.jpg"}],
+            "annotations": [
+                {"image_id": 1, "id": 5, "caption": "b"},
+                {"image_id": 1, "id": 4, "caption": "a"},
+                {"image_id": 99, "id": 6, "caption": "orphan"},
+            ],
+        },
+    )
     out = tmp_path / "out"
     ingest("coco", root, out)
     assert rejects_of(out) == [("annotation 6", "unknown_id")]
@@ -159,28 +183,38 @@ def test_cc3m_bad_lines_downloads_and_samples(tmp_path, layout):
         {"key": "000000007", "caption": "another good one", "image": GOOD_PNG},
     ]
     raw_trees.img2dataset_output(root / "images_train", samples, layout, per_shard=3)
-    raw_trees.write(root / "Train_GCC-training.tsv",
-                    "fine caption\thttp://a\nno tab on this line\ntoo\tmany\tfields\n\thttp://empty-caption\n")
+    raw_trees.write(
+        root / "Train_GCC-training.tsv",
+        "fine caption\thttp://a\nno tab on this line\ntoo\tmany\tfields\n\thttp://empty-caption\n",
+    )
     out = tmp_path / "out"
     manifest = ingest("cc3m", root, out)
-    assert rejects_of(out) == sorted([
-        ("Train_GCC-training.tsv:2", "malformed_line"), ("Train_GCC-training.tsv:3", "malformed_line"),
-        ("Train_GCC-training.tsv:4", "malformed_line"),
-        ("000000001", "download_failed"), ("000000002", "corrupt_image"), ("000000003", "missing_file"),
-        ("000000004", "missing_file"), ("000000005", "empty_caption"), ("000000006", "zero_byte")])
+    assert rejects_of(out) == sorted(
+        [
+            ("Train_GCC-training.tsv:2", "malformed_line"),
+            ("Train_GCC-training.tsv:3", "malformed_line"),
+            ("Train_GCC-training.tsv:4", "malformed_line"),
+            ("000000001", "download_failed"),
+            ("000000002", "corrupt_image"),
+            ("000000003", "missing_file"),
+            ("000000004", "missing_file"),
+            ("000000005", "empty_caption"),
+            ("000000006", "zero_byte"),
+        ]
+    )
     sources = {r["record"]: r["source"] for r in read_rejects(out)}
     assert sources["Train_GCC-training.tsv:2"] == f"{root / 'Train_GCC-training.tsv'}:2"
     assert sources["000000001"] == f"{root / 'images_train' / '00000.parquet'}:1"
     assert manifest["info"]["annotation_lines"] == {"train": 4}
     assert read_split(out, "train").to_pylist() == [
         {"image": GOOD_JPEG, "caption": ["a good one"], "image_id": "000000000", "split": "train"},
-        {"image": GOOD_PNG, "caption": ["another good one"], "image_id": "000000007", "split": "train"}]
+        {"image": GOOD_PNG, "caption": ["another good one"], "image_id": "000000007", "split": "train"},
+    ]
 
 
 def test_truncated_webdataset_tar(tmp_path):
     root = tmp_path / "sbu"
-    samples = [{"key": f"{i:09d}", "caption": f"c{i}", "image": raw_trees.image_bytes((30 + i, 30))}
-               for i in range(3)]
+    samples = [{"key": f"{i:09d}", "caption": f"c{i}", "image": raw_trees.image_bytes((30 + i, 30))} for i in range(3)]
     raw_trees.img2dataset_output(root / "images", samples, "webdataset", per_shard=3)
     tar = root / "images" / "00000.tar"
     # Rewrite the tar so that key 1's image is the last member, then cut the file inside that image.
@@ -209,16 +243,29 @@ def test_vqav2_unknown_ids_missing_images_and_malformed(tmp_path):
     raw_trees.write(coco / "train2014" / "COCO_train2014_000000000001.jpg", GOOD_JPEG)
     root = tmp_path / "vqav2"
     ann = raw_trees.vqa_annotation
-    raw_trees.vqa_files(root, "train2014", [(10, 1, "What?"), (11, 1, ""), (12, 1, "No annotation?"),
-                                            (20, 2, "Image missing?")], [
-        ann(10, 1, ["yes"] * 10), ann(11, 1, ["no"] * 10), ann(20, 2, ["no"] * 10),
-        ann(99, 1, ["yes"] * 10),  # no such question
-        {"question_id": 13, "answers": "not a list", "multiple_choice_answer": "x"}])
+    raw_trees.vqa_files(
+        root,
+        "train2014",
+        [(10, 1, "What?"), (11, 1, ""), (12, 1, "No annotation?"), (20, 2, "Image missing?")],
+        [
+            ann(10, 1, ["yes"] * 10),
+            ann(11, 1, ["no"] * 10),
+            ann(20, 2, ["no"] * 10),
+            ann(99, 1, ["yes"] * 10),  # no such question
+            {"question_id": 13, "answers": "not a list", "multiple_choice_answer": "x"},
+        ],
+    )
     out = tmp_path / "out"
     manifest = ingest("vqav2", root, out)
-    assert rejects_of(out) == sorted([
-        ("question 99", "unknown_id"), ("question 12", "unknown_id"), ("question 11", "empty_caption"),
-        ("question 13", "malformed_record"), ("image 2", "missing_file")])
+    assert rejects_of(out) == sorted(
+        [
+            ("question 99", "unknown_id"),
+            ("question 12", "unknown_id"),
+            ("question 11", "empty_caption"),
+            ("question 13", "malformed_record"),
+            ("image 2", "missing_file"),
+        ]
+    )
     assert manifest["splits"] == {"train": 1}
     assert read_split(out, "train").to_pylist()[0]["question_id"] == [10]
 
@@ -242,66 +289,110 @@ def test_nlvr2_bad_lines_paths_and_images(tmp_path):
     raw_trees.write(root / "train.json", "\n".join(lines) + "\n")
     out = tmp_path / "out"
     ingest("nlvr2", root, out)
-    assert rejects_of(out) == sorted([
-        ("train.json:2", "malformed_line"), ("train-1-0-1", "malformed_line"), ("train.json:4", "malformed_line"),
-        ("train-1-1", "zero_byte"), ("train-1-2", "path_escapes_root"), ("train-1-3", "missing_file"),
-        ("train-1-0-2", "empty_caption")])
+    assert rejects_of(out) == sorted(
+        [
+            ("train.json:2", "malformed_line"),
+            ("train-1-0-1", "malformed_line"),
+            ("train.json:4", "malformed_line"),
+            ("train-1-1", "zero_byte"),
+            ("train-1-2", "path_escapes_root"),
+            ("train-1-3", "missing_file"),
+            ("train-1-0-2", "empty_caption"),
+        ]
+    )
     sources = {r["record"]: r["source"] for r in read_rejects(out)}
     assert sources["train.json:2"] == f"{root / 'train.json'}:2"
     rows = read_split(out, "train").to_pylist()
     assert [(r["identifier"], r["questions"], r["answers"]) for r in rows] == [
-        ("train-1-0", ["Good sentence."], ["True"])]
+        ("train-1-0", ["Good sentence."], ["True"])
+    ]
 
 
 def test_vg_unknown_image_ids_and_escaping_urls(tmp_path):
     root = tmp_path / "vg"
     raw_trees.write(root / "VG_100K" / "1.jpg", GOOD_JPEG)
-    raw_trees.write_json(root / "image_data.json", [
-        {"image_id": 1, "url": "https://x/rak248/VG_100K/1.jpg", "width": 64, "height": 48},
-        {"image_id": 2, "url": "https://x/rak248/../2.jpg", "width": 64, "height": 48},
-        {"image_id": 3, "url": "https://x/VG_100K/3.jpg"}])
-    region = lambda image_id, phrase: {"region_id": 0, "image_id": image_id, "phrase": phrase,  # noqa: E731
-                                       "x": 0, "y": 0, "width": 1, "height": 1}
-    raw_trees.write_json(root / "region_descriptions.json", [
-        {"id": 1, "regions": [region(1, "a cup"), region(1, "")]},
-        {"id": 2, "regions": [region(2, "a dog")]},
-        {"id": 3, "regions": []},
-        {"id": 42, "regions": [region(42, "nobody's image")]}])
+    raw_trees.write_json(
+        root / "image_data.json",
+        [
+            {"image_id": 1, "url": "https://x/rak248/VG_100K/1.jpg", "width": 64, "height": 48},
+            {"image_id": 2, "url": "https://x/rak248/../2.jpg", "width": 64, "height": 48},
+            {"image_id": 3, "url": "https://x/VG_100K/3.jpg"},
+        ],
+    )
+
+    def region(image_id, phrase):
+        return {"region_id": 0, "image_id": image_id, "phrase": phrase, "x": 0, "y": 0, "width": 1, "height": 1}
+
+    raw_trees.write_json(
+        root / "region_descriptions.json",
+        [
+            {"id": 1, "regions": [region(1, "a cup"), region(1, "")]},
+            {"id": 2, "regions": [region(2, "a dog")]},
+            {"id": 3, "regions": []},
+            {"id": 42, "regions": [region(42, "nobody's image")]},
+        ],
+    )
     out = tmp_path / "out"
     ingest("vg", root, out)
-    assert rejects_of(out) == sorted([
-        ("42", "unknown_id"), ("1#1", "empty_caption"), ("2", "path_escapes_root"), ("3", "no_captions")])
+    assert rejects_of(out) == sorted(
+        [("42", "unknown_id"), ("1#1", "empty_caption"), ("2", "path_escapes_root"), ("3", "no_captions")]
+    )
     assert read_split(out, "train").to_pylist() == [
-        {"image": GOOD_JPEG, "caption": ["a cup"], "image_id": "1", "split": "train"}]
+        {"image": GOOD_JPEG, "caption": ["a cup"], "image_id": "1", "split": "train"}
+    ]
 
 
 # --- layout errors: one clear error naming the path ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,setup,message", [
-    ("coco", lambda r: None, r"coco: no COCO caption annotations: expected karpathy/dataset_coco\.json"),
-    ("coco", lambda r: raw_trees.write(r / "karpathy/dataset_coco.json", "{not json"),
-     r"dataset_coco\.json: not valid JSON"),
-    ("coco", lambda r: raw_trees.write_json(r / "karpathy/dataset_coco.json", {"annotations": []}),
-     r"dataset_coco\.json: expected a Karpathy split file"),
-    ("f30k", lambda r: None, r"dataset_flickr30k\.json: missing Karpathy split file"),
-    ("vg", lambda r: raw_trees.write_json(r / "image_data.json", []),
-     r"region_descriptions\.json: missing required Visual Genome file"),
-    ("vqav2", lambda r: raw_trees.vqa_files(r, "train2014", [(1, 1, "q")], None),
-     r"v2_mscoco_train2014_annotations\.json: missing annotations"),
-    ("vqav2", lambda r: (raw_trees.vqa_files(r, "val2014", [], []),
-                         raw_trees.write_json(r / "v2_OpenEnded_mscoco_val2014_questions.json", [1, 2])),
-     r"questions\.json: expected a VQA questions file"),
-    ("nlvr2", lambda r: None, r"nlvr2: no NLVR2 sentence file"),
-    ("cc3m", lambda r: raw_trees.write(r / "Train_GCC-training.tsv", "a\tb\n"), r"cc3m: no CC3M image folders"),
-    ("cc3m", lambda r: (r / "images_train").mkdir(parents=True), r"images_train: no img2dataset shards"),
-    ("sbu", lambda r: None, r"images: no SBU image folder"),
-    ("sbu", lambda r: (raw_trees.img2dataset_output(r / "images", [], "files"),
-                       raw_trees.write_json(r / "sbu-captions-all.json", {"image_urls": [1], "user_ids": [],
-                                                                          "captions": [1]}))[0],
-     r"no img2dataset shards"),
-    ("text", lambda r: raw_trees.write(r / "notes.md", "x"), r"text: no text corpus files"),
-])
+@pytest.mark.parametrize(
+    "name,setup,message",
+    [
+        ("coco", lambda r: None, r"coco: no COCO caption annotations: expected karpathy/dataset_coco\.json"),
+        (
+            "coco",
+            lambda r: raw_trees.write(r / "karpathy/dataset_coco.json", "{not json"),
+            r"dataset_coco\.json: not valid JSON",
+        ),
+        (
+            "coco",
+            lambda r: raw_trees.write_json(r / "karpathy/dataset_coco.json", {"annotations": []}),
+            r"dataset_coco\.json: expected a Karpathy split file",
+        ),
+        ("f30k", lambda r: None, r"dataset_flickr30k\.json: missing Karpathy split file"),
+        (
+            "vg",
+            lambda r: raw_trees.write_json(r / "image_data.json", []),
+            r"region_descriptions\.json: missing required Visual Genome file",
+        ),
+        (
+            "vqav2",
+            lambda r: raw_trees.vqa_files(r, "train2014", [(1, 1, "q")], None),
+            r"v2_mscoco_train2014_annotations\.json: missing annotations",
+        ),
+        (
+            "vqav2",
+            lambda r: (
+                raw_trees.vqa_files(r, "val2014", [], []),
+                raw_trees.write_json(r / "v2_OpenEnded_mscoco_val2014_questions.json", [1, 2]),
+            ),
+            r"questions\.json: expected a VQA questions file",
+        ),
+        ("nlvr2", lambda r: None, r"nlvr2: no NLVR2 sentence file"),
+        ("cc3m", lambda r: raw_trees.write(r / "Train_GCC-training.tsv", "a\tb\n"), r"cc3m: no CC3M image folders"),
+        ("cc3m", lambda r: (r / "images_train").mkdir(parents=True), r"images_train: no img2dataset shards"),
+        ("sbu", lambda r: None, r"images: no SBU image folder"),
+        (
+            "sbu",
+            lambda r: (
+                raw_trees.img2dataset_output(r / "images", [], "files"),
+                raw_trees.write_json(r / "sbu-captions-all.json", {"image_urls": [1], "user_ids": [], "captions": [1]}),
+            )[0],
+            r"no img2dataset shards",
+        ),
+        ("text", lambda r: raw_trees.write(r / "notes.md", "x"), r"text: no text corpus files"),
+    ],
+)
 def test_layout_errors(tmp_path, name, setup, message):
     root = tmp_path / name
     root.mkdir()
@@ -313,8 +404,7 @@ def test_layout_errors(tmp_path, name, setup, message):
 
 def test_sbu_json_with_unequal_lists(tmp_path):
     root = tmp_path / "sbu"
-    raw_trees.img2dataset_output(root / "images", [{"key": "000000000", "caption": "c", "image": GOOD_JPEG}],
-                                 "files")
+    raw_trees.img2dataset_output(root / "images", [{"key": "000000000", "caption": "c", "image": GOOD_JPEG}], "files")
     raw_trees.write_json(root / "sbu-captions-all.json", {"image_urls": [1, 2], "user_ids": [1], "captions": [1]})
     with pytest.raises(RawLayoutError, match=r"sbu-captions-all\.json: parallel lists differ in length"):
         ingest("sbu", root, tmp_path / "out")

@@ -19,8 +19,9 @@ PAD, UNK, CLS, SEP, MASK, VOCAB = 0, 1, 2, 3, 4, 50
 
 
 def ids_collator(**kwargs) -> WholeWordMaskCollator:
-    return WholeWordMaskCollator(vocab_size=VOCAB, mask_id=MASK, cls_id=CLS, sep_id=SEP, pad_id=PAD, unk_id=UNK,
-                                 **kwargs)
+    return WholeWordMaskCollator(
+        vocab_size=VOCAB, mask_id=MASK, cls_id=CLS, sep_id=SEP, pad_id=PAD, unk_id=UNK, **kwargs
+    )
 
 
 def full_batch(batch: int, length: int, words: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,10 +47,12 @@ def bert() -> VLMoTokenizer:
 
 
 def test_collate_stacks_tensors_and_lists_the_rest():
-    batch = collate([
-        {"image": torch.zeros(3, 2, 2), "image_index": 4, "score": 0.5, "caption": "a", "labels": [1]},
-        {"image": torch.ones(3, 2, 2), "image_index": 7, "score": 1, "caption": "b", "labels": []},
-    ])
+    batch = collate(
+        [
+            {"image": torch.zeros(3, 2, 2), "image_index": 4, "score": 0.5, "caption": "a", "labels": [1]},
+            {"image": torch.ones(3, 2, 2), "image_index": 7, "score": 1, "caption": "b", "labels": []},
+        ]
+    )
     assert batch["image"].shape == (2, 3, 2, 2) and batch["image"][1].eq(1).all()
     assert batch["image_index"].dtype == torch.long and batch["image_index"].tolist() == [4, 7]
     assert batch["score"].dtype == torch.float32 and batch["score"].tolist() == [0.5, 1.0]
@@ -74,8 +77,10 @@ def test_never_masks_specials_and_labels_only_at_masked_positions():
 
 
 def test_whole_words_are_masked_together(bert):
-    texts = ["the unbelievable antidisestablishmentarianism of tokenization pipelines",
-             "kedro and dvc pipelines, tokenized offline!"]
+    texts = [
+        "the unbelievable antidisestablishmentarianism of tokenization pipelines",
+        "kedro and dvc pipelines, tokenized offline!",
+    ]
     encoded = bert.encode(texts * 100)
     collator = WholeWordMaskCollator(bert, seed=3)
     _, labels = collator.mask(encoded["text_ids"], encoded["word_ids"])
@@ -132,8 +137,7 @@ def test_words_that_overshoot_are_skipped_not_cut():
     _, labels = ids_collator(seed=2).mask(ids, word_ids)
     masked = labels != IGNORE_INDEX
     assert masked.sum(dim=1).eq(6).all()  # enough singles exist to always fill the budget exactly
-    long_words_masked = torch.stack(
-        [masked[:, 1 + 5 * k: 6 + 5 * k].all(dim=1) for k in range(4)], dim=1).sum(dim=1)
+    long_words_masked = torch.stack([masked[:, 1 + 5 * k : 6 + 5 * k].all(dim=1) for k in range(4)], dim=1).sum(dim=1)
     assert long_words_masked.max() <= 1 and long_words_masked.max() == 1
 
 

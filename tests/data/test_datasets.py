@@ -74,7 +74,7 @@ def write_shard(path: Path, schema: pa.Schema, rows: list[dict], batch_rows: int
     path.parent.mkdir(parents=True, exist_ok=True)
     with pa.ipc.new_file(str(path), schema) as writer:
         for start in range(0, len(rows), batch_rows):
-            writer.write_batch(pa.RecordBatch.from_pylist(rows[start:start + batch_rows], schema=schema))
+            writer.write_batch(pa.RecordBatch.from_pylist(rows[start : start + batch_rows], schema=schema))
     return path
 
 
@@ -87,8 +87,17 @@ def caption_rows(grays_and_captions: list[tuple[int, list[str]]], split: str, pr
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory) -> VLMoTokenizer:
-    corpus = ["a red cube", "two blue spheres", "a green cylinder left of a cube", "is the cube red",
-              "how many spheres", "the left image has more cubes", "one", "two", "three"]
+    corpus = [
+        "a red cube",
+        "two blue spheres",
+        "a green cylinder left of a cube",
+        "is the cube red",
+        "how many spheres",
+        "the left image has more cubes",
+        "one",
+        "two",
+        "three",
+    ]
     vocab = train_wordpiece_vocab(corpus * 2, tmp_path_factory.mktemp("vocab") / "vocab.txt", vocab_size=150)
     return VLMoTokenizer(vocab, max_len=40)
 
@@ -97,36 +106,96 @@ def tokenizer(tmp_path_factory) -> VLMoTokenizer:
 def primary(tmp_path) -> Path:
     """A data/03_primary-like root with coco (2 train shards + test), vg, text, vqav2 and nlvr2."""
     root = tmp_path / "03_primary"
-    write_shard(root / "coco" / "train-00000.arrow", CAPTION_SCHEMA,
-                caption_rows([(10, ["a red cube", "red cube"]), (20, ["two blue spheres"]), (30, [])], "train", "c"))
-    write_shard(root / "coco" / "train-00001.arrow", CAPTION_SCHEMA,
-                caption_rows([(40, ["a green cylinder", "cylinder", "green"])], "train", "c"))
-    write_shard(root / "coco" / "test-00000.arrow", CAPTION_SCHEMA,
-                caption_rows([(50, ["one"])], "test", "c"))
+    write_shard(
+        root / "coco" / "train-00000.arrow",
+        CAPTION_SCHEMA,
+        caption_rows([(10, ["a red cube", "red cube"]), (20, ["two blue spheres"]), (30, [])], "train", "c"),
+    )
+    write_shard(
+        root / "coco" / "train-00001.arrow",
+        CAPTION_SCHEMA,
+        caption_rows([(40, ["a green cylinder", "cylinder", "green"])], "train", "c"),
+    )
+    write_shard(root / "coco" / "test-00000.arrow", CAPTION_SCHEMA, caption_rows([(50, ["one"])], "test", "c"))
     (root / "coco" / ".train-00002.arrow.tmp").write_bytes(b"half-written shard of a killed run")
-    write_shard(root / "vg" / "train-00000.arrow", CAPTION_SCHEMA,
-                caption_rows([(60, ["left of a cube", "a cube"])], "train", "v"))
-    write_shard(root / "text" / "train-00000.arrow", TEXT_SCHEMA,
-                [{"caption": [s], "source": "wiki.train.raw", "split": "train"} for s in ["one two", "three"]])
-    write_shard(root / "vqav2" / "train-00000.arrow", VQA_SCHEMA, [
-        {"image": png(70), "questions": ["is the cube red", "how many spheres"],
-         "answers": [["yes"] * 10, ["2"] * 7 + ["3"] * 3], "answer_labels": [[0], [2, 3]],
-         "answer_scores": [[1.0], [1.0, 0.9]], "image_id": 7, "question_id": [70, 71],
-         "answer_type": ["yes/no", "number"], "split": "train"},
-        {"image": png(80), "questions": ["what colour"], "answers": [["purple"] * 10], "answer_labels": [[]],
-         "answer_scores": [[]], "image_id": 8, "question_id": [80], "answer_type": ["other"], "split": "train"},
-    ])
-    write_shard(root / "vqav2" / "test-00000.arrow", VQA_SCHEMA, [
-        {"image": png(90), "questions": ["is the cube red"], "answers": [], "answer_labels": [],
-         "answer_scores": [], "image_id": 9, "question_id": [90], "answer_type": [], "split": "test"},
-    ])
+    write_shard(
+        root / "vg" / "train-00000.arrow",
+        CAPTION_SCHEMA,
+        caption_rows([(60, ["left of a cube", "a cube"])], "train", "v"),
+    )
+    write_shard(
+        root / "text" / "train-00000.arrow",
+        TEXT_SCHEMA,
+        [{"caption": [s], "source": "wiki.train.raw", "split": "train"} for s in ["one two", "three"]],
+    )
+    write_shard(
+        root / "vqav2" / "train-00000.arrow",
+        VQA_SCHEMA,
+        [
+            {
+                "image": png(70),
+                "questions": ["is the cube red", "how many spheres"],
+                "answers": [["yes"] * 10, ["2"] * 7 + ["3"] * 3],
+                "answer_labels": [[0], [2, 3]],
+                "answer_scores": [[1.0], [1.0, 0.9]],
+                "image_id": 7,
+                "question_id": [70, 71],
+                "answer_type": ["yes/no", "number"],
+                "split": "train",
+            },
+            {
+                "image": png(80),
+                "questions": ["what colour"],
+                "answers": [["purple"] * 10],
+                "answer_labels": [[]],
+                "answer_scores": [[]],
+                "image_id": 8,
+                "question_id": [80],
+                "answer_type": ["other"],
+                "split": "train",
+            },
+        ],
+    )
+    write_shard(
+        root / "vqav2" / "test-00000.arrow",
+        VQA_SCHEMA,
+        [
+            {
+                "image": png(90),
+                "questions": ["is the cube red"],
+                "answers": [],
+                "answer_labels": [],
+                "answer_scores": [],
+                "image_id": 9,
+                "question_id": [90],
+                "answer_type": [],
+                "split": "test",
+            },
+        ],
+    )
     (root / "vqav2" / "answer_vocab.json").write_text(json.dumps(["yes", "no", "2", "3"]), encoding="utf-8")
-    write_shard(root / "nlvr2" / "dev-00000.arrow", NLVR2_SCHEMA, [
-        {"image_0": png(100), "image_1": png(110), "questions": ["the left image has more cubes", "two"],
-         "answers": ["True", "False"], "identifier": "dev-1-0", "split": "dev"},
-        {"image_0": png(120), "image_1": png(130), "questions": ["three"], "answers": ["False"],
-         "identifier": "dev-2-1", "split": "dev"},
-    ])
+    write_shard(
+        root / "nlvr2" / "dev-00000.arrow",
+        NLVR2_SCHEMA,
+        [
+            {
+                "image_0": png(100),
+                "image_1": png(110),
+                "questions": ["the left image has more cubes", "two"],
+                "answers": ["True", "False"],
+                "identifier": "dev-1-0",
+                "split": "dev",
+            },
+            {
+                "image_0": png(120),
+                "image_1": png(130),
+                "questions": ["three"],
+                "answers": ["False"],
+                "identifier": "dev-2-1",
+                "split": "dev",
+            },
+        ],
+    )
     return root
 
 
@@ -141,8 +210,9 @@ def test_list_shards_sorted_and_clear_errors(primary):
 
 
 def test_image_text_index_and_items(primary, tokenizer):
-    dataset = ImageTextDataset((primary, "coco", "train"), transform=build_eval_transform(IMAGE_SIZE),
-                               tokenizer=tokenizer)
+    dataset = ImageTextDataset(
+        (primary, "coco", "train"), transform=build_eval_transform(IMAGE_SIZE), tokenizer=tokenizer
+    )
     assert isinstance(dataset.row_of_sample, np.ndarray) and dataset.row_of_sample.dtype == np.int64
     assert isinstance(dataset.caption_of_sample, np.ndarray) and dataset.caption_of_sample.dtype == np.int32
     # rows: 0 (2 captions), 1 (1), 2 (0 captions: no sample), 3 (3) — the second shard continues the row count
@@ -175,7 +245,8 @@ def test_image_only_text_only_and_image_only_dataset(primary, tokenizer):
 def test_concatenated_datasets_share_one_index(primary, tokenizer):
     dataset = ImageTextDataset(
         [(primary, "coco", "train"), (primary, "coco", "test"), (primary, "vg", "train")],
-        transform=build_eval_transform(IMAGE_SIZE), tokenizer=tokenizer,
+        transform=build_eval_transform(IMAGE_SIZE),
+        tokenizer=tokenizer,
     )
     assert len(dataset) == 6 + 1 + 2
     assert dataset.row_of_sample.tolist()[6:] == [4, 5, 5]
@@ -209,8 +280,9 @@ def test_vqa_targets_and_test_split(primary, tokenizer):
     assert torch.equal(item["text_ids"], tokenizer.encode(["how many spheres"])["text_ids"][0])
     assert dataset[2]["vqa_targets"].sum() == 0 and dataset[2]["answer_labels"] == []
 
-    answerable = VQADataset((primary, "vqav2", "train"), transform=transform, tokenizer=tokenizer,
-                            drop_unanswerable=True)
+    answerable = VQADataset(
+        (primary, "vqav2", "train"), transform=transform, tokenizer=tokenizer, drop_unanswerable=True
+    )
     assert [answerable[i]["question_id"] for i in range(len(answerable))] == [70, 71]
 
     test = VQADataset((primary, "vqav2", "test"), transform=transform, tokenizer=tokenizer)
@@ -224,18 +296,30 @@ def test_vqa_targets_and_test_split(primary, tokenizer):
 
 
 def test_vqa_rejects_inconsistent_rows(tmp_path, tokenizer):
-    write_shard(tmp_path / "vqav2" / "train-00000.arrow", VQA_SCHEMA, [
-        {"image": png(1), "questions": ["a", "b"], "answers": [], "answer_labels": [], "answer_scores": [],
-         "image_id": 1, "question_id": [5], "answer_type": [], "split": "train"},
-    ])
+    write_shard(
+        tmp_path / "vqav2" / "train-00000.arrow",
+        VQA_SCHEMA,
+        [
+            {
+                "image": png(1),
+                "questions": ["a", "b"],
+                "answers": [],
+                "answer_labels": [],
+                "answer_scores": [],
+                "image_id": 1,
+                "question_id": [5],
+                "answer_type": [],
+                "split": "train",
+            },
+        ],
+    )
     (tmp_path / "vqav2" / "answer_vocab.json").write_text(json.dumps({"yes": 0, "no": 1}), encoding="utf-8")
     with pytest.raises(CorruptSampleError, match=r"train-00000.arrow row 0: question_id has 1 entries for 2"):
         VQADataset((tmp_path, "vqav2", "train"), transform=build_eval_transform(4), tokenizer=tokenizer)
 
 
 def test_nlvr2_items(primary, tokenizer):
-    dataset = NLVR2Dataset((primary, "nlvr2", "dev"), transform=build_eval_transform(IMAGE_SIZE),
-                           tokenizer=tokenizer)
+    dataset = NLVR2Dataset((primary, "nlvr2", "dev"), transform=build_eval_transform(IMAGE_SIZE), tokenizer=tokenizer)
     assert len(dataset) == 3
     labels = [dataset[i]["label"] for i in range(3)]
     assert labels == [1, 0, 0]
@@ -249,8 +333,7 @@ def test_nlvr2_items(primary, tokenizer):
 
 def test_bad_image_raises_located_error(tmp_path, tokenizer):
     rows = caption_rows([(10, ["a red cube"])], "train", "ok")
-    rows.append({"image": png(20)[:40], "caption": ["two blue spheres"], "image_id": "broken_1.jpg",
-                 "split": "train"})
+    rows.append({"image": png(20)[:40], "caption": ["two blue spheres"], "image_id": "broken_1.jpg", "split": "train"})
     rows.append({"image": b"", "caption": ["one"], "image_id": "empty_2.jpg", "split": "train"})
     shard = write_shard(tmp_path / "coco" / "train-00000.arrow", CAPTION_SCHEMA, rows)
     dataset = ImageTextDataset((tmp_path, "coco", "train"), transform=build_eval_transform(4), tokenizer=tokenizer)
@@ -270,21 +353,34 @@ def test_not_an_arrow_file(tmp_path, tokenizer):
 
 
 def test_pickle_and_dataloader_workers(primary, tokenizer):
-    dataset = ImageTextDataset((primary, "coco", "train"), transform=build_eval_transform(IMAGE_SIZE),
-                               tokenizer=tokenizer)
+    dataset = ImageTextDataset(
+        (primary, "coco", "train"), transform=build_eval_transform(IMAGE_SIZE), tokenizer=tokenizer
+    )
     dataset[0]  # open the memory maps in this process first
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone[5]["caption"] == "green" and np.array_equal(clone.row_of_sample, dataset.row_of_sample)
 
     collator = WholeWordMaskCollator(tokenizer, seed=0)
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collator,
-                        multiprocessing_context="fork", persistent_workers=False)
+    loader = DataLoader(
+        dataset,
+        batch_size=2,
+        num_workers=2,
+        collate_fn=collator,
+        multiprocessing_context="fork",
+        persistent_workers=False,
+    )
     batches = list(loader)
     assert [b["image"].shape[0] for b in batches] == [2, 2, 2]
     image_indices = torch.cat([b["image_index"] for b in batches]).tolist()
     assert image_indices == dataset.row_of_sample.tolist()
     assert [c for b in batches for c in b["caption"]] == [
-        "a red cube", "red cube", "two blue spheres", "a green cylinder", "cylinder", "green"]
+        "a red cube",
+        "red cube",
+        "two blue spheres",
+        "a green cylinder",
+        "cylinder",
+        "green",
+    ]
     assert all(b["text_ids_mlm"].shape == b["text_ids"].shape for b in batches)
 
 
@@ -292,14 +388,17 @@ def test_sharded_table_bounds_open_shards(tmp_path):
     from vlmo_pipeline.data.datasets import ShardedArrowTable
 
     paths = [
-        write_shard(tmp_path / "coco" / f"train-{k:05d}.arrow", CAPTION_SCHEMA,
-                    caption_rows([(10 * k + j, [f"c{k}{j}"]) for j in range(3)], "train", "s"), batch_rows=2)
+        write_shard(
+            tmp_path / "coco" / f"train-{k:05d}.arrow",
+            CAPTION_SCHEMA,
+            caption_rows([(10 * k + j, [f"c{k}{j}"]) for j in range(3)], "train", "s"),
+            batch_rows=2,
+        )
         for k in range(4)
     ]
     table = ShardedArrowTable(paths, required_columns=["caption"], max_open_shards=2)
     assert table.num_rows == 12 and table.open_shard_count() <= 2
-    assert [table.list_item(row, "caption", 0) for row in range(12)] == [
-        f"c{k}{j}" for k in range(4) for j in range(3)]
+    assert [table.list_item(row, "caption", 0) for row in range(12)] == [f"c{k}{j}" for k in range(4) for j in range(3)]
     assert table.open_shard_count() <= 2
     assert table.where(5) == f"{paths[1]} row 2"
     assert table.has_column("image_id") and not table.has_column("questions")

@@ -60,9 +60,9 @@ def assert_same_shape(ours: dict, real: dict, where: str, ignore: tuple[str, ...
     real_keys = [k for k in real if k not in ignore]
     assert list(ours) == real_keys, f"{where}: keys {list(ours)} != real {real_keys}"
     for key in real_keys:
-        assert type(ours[key]) is type(
-            real[key]
-        ), f"{where}.{key}: {type(ours[key]).__name__} != real {type(real[key]).__name__}"
+        assert type(ours[key]) is type(real[key]), (
+            f"{where}.{key}: {type(ours[key]).__name__} != real {type(real[key]).__name__}"
+        )
 
 
 # --------------------------------------------------------------------------------------------- determinism
@@ -417,7 +417,10 @@ def _has(scene, colour: str, shape: str | None = None) -> bool:
 def _truth_from_sentence(text: str, left, right) -> bool:
     """Recompute a statement's truth from its words alone (independently of ``Statement.holds``)."""
     pick = {"left": left, "right": right}
-    if m := re.fullmatch(r"(?:The (left|right) image contains an? (\w+) shape|There is an? (\w+) shape in the (left|right) image)\.", text):
+    if m := re.fullmatch(
+        r"(?:The (left|right) image contains an? (\w+) shape|There is an? (\w+) shape in the (left|right) image)\.",
+        text,
+    ):
         return _has(pick[m[1] or m[4]], m[2] or m[3])
     if m := re.fullmatch(r"The (left|right) image shows an? (\w+) (\w+)\.", text):
         return _has(pick[m[1]], m[2], m[3])
@@ -430,7 +433,9 @@ def _truth_from_sentence(text: str, left, right) -> bool:
         return _has(left, m[1]) or _has(right, m[1])
     if m := re.fullmatch(r"At least one image contains an? (\w+) (\w+)\.", text):
         return _has(left, m[1], m[2]) or _has(right, m[1], m[2])
-    if m := re.fullmatch(r"There are more (\w+) shapes in the (left|right) image than in the (left|right) image\.", text):
+    if m := re.fullmatch(
+        r"There are more (\w+) shapes in the (left|right) image than in the (left|right) image\.", text
+    ):
         count = {side: sum(o.color == m[1] for o in scene.objects) for side, scene in pick.items()}
         return count[m[2]] > count[m[3]]
     raise AssertionError(f"unknown NLVR2 sentence form: {text!r}")
@@ -516,9 +521,11 @@ def test_region_boxes_frame_every_shape_and_the_pixels_show_the_named_colours(wo
 
 def _random_captions(rng, scene):
     """Every kind of pretraining caption the world writes for one scene (COCO/F30K, CC3M, SBU, VG)."""
-    return (scenes.scene_caption_objects(scene, rng, 6)
-            + [scenes.web_caption_object(scene, rng), scenes.user_caption_object(scene, rng)]
-            + [caption for caption, _ in scenes.region_caption_objects(scene, rng)])
+    return (
+        scenes.scene_caption_objects(scene, rng, 6)
+        + [scenes.web_caption_object(scene, rng), scenes.user_caption_object(scene, rng)]
+        + [caption for caption, _ in scenes.region_caption_objects(scene, rng)]
+    )
 
 
 def test_every_caption_is_true_of_its_own_scene():

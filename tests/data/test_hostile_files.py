@@ -43,8 +43,7 @@ def run_ingest(name: str, raw: Path, out: Path, timeout: float = 60, **config) -
         f"m = ingest_dataset({name!r}, {str(raw)!r}, {str(out)!r}, IngestConfig(**{settings!r}), show_progress=False)\n"
         "print(json.dumps(m['splits']))\n"
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                               cwd=REPO)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=REPO)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1]), read_rejects(out)
 
@@ -67,16 +66,18 @@ def test_fifo_devzero_and_outside_links_are_rejects_and_ingestion_finishes(tmp_p
     os.symlink("good.jpg", root / "train2014" / "inside_link.jpg")  # relative link inside the root: fine
     os.symlink("loop.jpg", root / "train2014" / "loop.jpg")
     raw_trees.write(root / "train2014" / "big.jpg", good + b"\0" * 5000)  # over a 4 KB limit
-    names = ["good.jpg", "fifo.jpg", "zero.jpg", "outside.jpg", "passwd.jpg", "inside_link.jpg", "loop.jpg",
-             "big.jpg"]
+    names = ["good.jpg", "fifo.jpg", "zero.jpg", "outside.jpg", "passwd.jpg", "inside_link.jpg", "loop.jpg", "big.jpg"]
     coco_with(root, names)
 
     splits, rejects = run_ingest("coco", root, tmp_path / "out", timeout=60, max_image_bytes=4096)
     by_record = {r["record"]: r for r in rejects}
     assert {record: r["reason"] for record, r in by_record.items()} == {
-        "fifo.jpg": "not_regular_file", "zero.jpg": "not_regular_file", "outside.jpg": "outside_root",
+        "fifo.jpg": "not_regular_file",
+        "zero.jpg": "not_regular_file",
+        "outside.jpg": "outside_root",
         "passwd.jpg": "not_regular_file" if not os.path.isfile("/etc/passwd") else "outside_root",
-        "loop.jpg": "unreadable_file", "big.jpg": "too_large",
+        "loop.jpg": "unreadable_file",
+        "big.jpg": "too_large",
     }
     for record, reject in by_record.items():  # every reject names its file
         assert reject["source"].endswith(f"train2014/{record}")
@@ -105,8 +106,10 @@ def test_outside_links_allowed_by_parameter_and_a_linked_root_is_fine(tmp_path):
 
 def test_img2dataset_fifo_caption_and_fifo_image(tmp_path):
     output = tmp_path / "sbu" / "images"
-    samples = [{"key": f"00000000{i}", "caption": f"caption {i}", "image": raw_trees.image_bytes((20 + i, 20))}
-               for i in range(3)]
+    samples = [
+        {"key": f"00000000{i}", "caption": f"caption {i}", "image": raw_trees.image_bytes((20 + i, 20))}
+        for i in range(3)
+    ]
     raw_trees.img2dataset_output(output, samples, layout="files")
     folder = next(p for p in output.iterdir() if p.is_dir())
     (folder / "000000001.txt").unlink()
@@ -115,8 +118,10 @@ def test_img2dataset_fifo_caption_and_fifo_image(tmp_path):
     os.mkfifo(folder / "000000002.jpg")
     splits, rejects = run_ingest("sbu", tmp_path / "sbu", tmp_path / "out", timeout=60)
     assert splits == {"train": 1}
-    assert sorted((r["record"], r["reason"]) for r in rejects) == [("000000001", "not_regular_file"),
-                                                                   ("000000002", "not_regular_file")]
+    assert sorted((r["record"], r["reason"]) for r in rejects) == [
+        ("000000001", "not_regular_file"),
+        ("000000002", "not_regular_file"),
+    ]
 
 
 def test_text_corpus_skips_fifos_and_outside_links_as_rejects(tmp_path, datasamples):
@@ -127,8 +132,10 @@ def test_text_corpus_skips_fifos_and_outside_links_as_rejects(tmp_path, datasamp
     os.symlink(datasamples / "text" / "wikitext-103-raw" / "wiki.test.raw", root / "link.valid.raw")
     splits, rejects = run_ingest("text", root, tmp_path / "out", timeout=60)
     assert splits == {"val": 7}
-    assert sorted((r["record"], r["reason"]) for r in rejects) == [("fifo.valid.raw", "not_regular_file"),
-                                                                   ("link.valid.raw", "outside_root")]
+    assert sorted((r["record"], r["reason"]) for r in rejects) == [
+        ("fifo.valid.raw", "not_regular_file"),
+        ("link.valid.raw", "outside_root"),
+    ]
 
 
 def test_read_regular_file_bounds_and_ranges(tmp_path):
@@ -203,8 +210,10 @@ def test_exif_parameter_reaches_the_ingest(tmp_path):
     root = tmp_path / "coco"
     exif = Image.Exif()
     exif[0x0112] = 8
-    raw_trees.write(root / "train2014" / "rotated.jpg",
-                    encoded(Image.new("RGB", (40, 20), (0, 90, 200)), "JPEG", exif=exif.tobytes()))
+    raw_trees.write(
+        root / "train2014" / "rotated.jpg",
+        encoded(Image.new("RGB", (40, 20), (0, 90, 200)), "JPEG", exif=exif.tobytes()),
+    )
     coco_with(root, ["rotated.jpg"])
     ingest_dataset("coco", root, tmp_path / "out", IngestConfig(workers=0), show_progress=False)
     stored = read_split(tmp_path / "out", "train").column("image").to_pylist()[0]

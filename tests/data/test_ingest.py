@@ -51,11 +51,13 @@ def test_dataset_names():
 
 
 def test_coco_karpathy_round_trip(tmp_path, capsys):
-    specs = [("train", "train2014", 9, ["a red square", "a square that is red"]),
-             ("restval", "val2014", 3, ["two circles"]),
-             ("val", "val2014", 5, ["a blue triangle"]),
-             ("test", "val2014", 1, ["green dots", "dots", "many green dots"]),
-             ("train", "train2014", 2, ["a small house"])]
+    specs = [
+        ("train", "train2014", 9, ["a red square", "a square that is red"]),
+        ("restval", "val2014", 3, ["two circles"]),
+        ("val", "val2014", 5, ["a blue triangle"]),
+        ("test", "val2014", 1, ["green dots", "dots", "many green dots"]),
+        ("train", "train2014", 2, ["a small house"]),
+    ]
     written = raw_trees.coco_tree(tmp_path / "coco", specs)
     out = tmp_path / "out"
     manifest = ingest("coco", tmp_path / "coco", out)
@@ -69,7 +71,8 @@ def test_coco_karpathy_round_trip(tmp_path, capsys):
         row = next(r for r in read_split(out, split).to_pylist() if r["image_id"] == name)
         assert row == {"image": written[name], "caption": captions, "image_id": name, "split": split}
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
-        "[ingest coco] rows: train=2, restval=1, val=1, test=1; 0 rejects; 4 shards")
+        "[ingest coco] rows: train=2, restval=1, val=1, test=1; 0 rejects; 4 shards"
+    )
 
 
 def test_rerun_rewrites_cleanly_and_parallel_run_is_identical(tmp_path):
@@ -77,8 +80,9 @@ def test_rerun_rewrites_cleanly_and_parallel_run_is_identical(tmp_path):
     out = tmp_path / "out"
     first = ingest("coco", tmp_path / "coco", out, IngestConfig(workers=0, shard_rows=2))
     assert len(first["shards"]) == 6
-    second = ingest("coco", tmp_path / "coco", out,
-                    IngestConfig(workers=2, shard_rows=5, chunk_size=2, max_inflight_chunks=2))
+    second = ingest(
+        "coco", tmp_path / "coco", out, IngestConfig(workers=2, shard_rows=5, chunk_size=2, max_inflight_chunks=2)
+    )
     check_manifest(out, second)
     assert [s["rows"] for s in second["shards"]] == [5, 5, 1]  # the old 6 shards are gone
     serial = ingest("coco", tmp_path / "coco", tmp_path / "serial", IngestConfig(workers=0, shard_rows=5))
@@ -101,9 +105,15 @@ def test_image_reencode_to_max_side(tmp_path):
     small = raw_trees.image_bytes((40, 30))
     raw_trees.write(root / "train2014" / "big.png", big)
     raw_trees.write(root / "train2014" / "small.jpg", small)
-    raw_trees.write_json(root / "karpathy" / "dataset_coco.json", {"images": [
-        raw_trees.karpathy_entry("big.png", "train", ["big"], filepath="train2014"),
-        raw_trees.karpathy_entry("small.jpg", "train", ["small"], filepath="train2014")]})
+    raw_trees.write_json(
+        root / "karpathy" / "dataset_coco.json",
+        {
+            "images": [
+                raw_trees.karpathy_entry("big.png", "train", ["big"], filepath="train2014"),
+                raw_trees.karpathy_entry("small.jpg", "train", ["small"], filepath="train2014"),
+            ]
+        },
+    )
     out = tmp_path / "out"
     ingest("coco", root, out, IngestConfig(workers=0, max_image_side=64, jpeg_quality=80))
     rows = read_split(out, "train").to_pylist()
@@ -118,15 +128,23 @@ def test_f30k_round_trip(tmp_path):
     for name, data in images.items():
         raw_trees.write(root / "flickr30k-images" / name, data)
     splits = ["train", "val", "test"]
-    raw_trees.write_json(root / "karpathy" / "dataset_flickr30k.json", {"images": [
-        raw_trees.karpathy_entry(name, split, [f"caption of {name}"] * 5)
-        for (name, split) in zip(images, splits)], "dataset": "flickr30k"})
+    raw_trees.write_json(
+        root / "karpathy" / "dataset_flickr30k.json",
+        {
+            "images": [
+                raw_trees.karpathy_entry(name, split, [f"caption of {name}"] * 5)
+                for (name, split) in zip(images, splits)
+            ],
+            "dataset": "flickr30k",
+        },
+    )
     out = tmp_path / "out"
     manifest = ingest("f30k", root, out)
     check_manifest(out, manifest)
     for (name, data), split in zip(images.items(), splits):
         assert read_split(out, split).to_pylist() == [
-            {"image": data, "caption": [f"caption of {name}"] * 5, "image_id": name, "split": split}]
+            {"image": data, "caption": [f"caption of {name}"] * 5, "image_id": name, "split": split}
+        ]
 
 
 @needs_samples
@@ -140,11 +158,17 @@ def test_real_samples_round_trip(tmp_path):
     vg = ingest("vg", SAMPLES / "vg", tmp_path / "vg")
     check_manifest(tmp_path / "vg", vg)
     rows = read_split(tmp_path / "vg", "train").to_pylist()
-    assert [r["image"] for r in rows] == [(SAMPLES / "vg/VG_100K_2/1.jpg").read_bytes(),
-                                          (SAMPLES / "vg/VG_100K/2.jpg").read_bytes()]
+    assert [r["image"] for r in rows] == [
+        (SAMPLES / "vg/VG_100K_2/1.jpg").read_bytes(),
+        (SAMPLES / "vg/VG_100K/2.jpg").read_bytes(),
+    ]
 
-    nlvr2 = ingest("nlvr2", SAMPLES / "nlvr2", tmp_path / "nlvr2",
-                   reader_options={"files": {"dev": SAMPLES / "nlvr2" / "tiny-dev.json"}})
+    nlvr2 = ingest(
+        "nlvr2",
+        SAMPLES / "nlvr2",
+        tmp_path / "nlvr2",
+        reader_options={"files": {"dev": SAMPLES / "nlvr2" / "tiny-dev.json"}},
+    )
     check_manifest(tmp_path / "nlvr2", nlvr2)
     for row in read_split(tmp_path / "nlvr2", "dev").to_pylist():
         folder = SAMPLES / "nlvr2" / "images" / "dev" / "850"
@@ -163,12 +187,19 @@ def test_vqav2_real_questions_with_written_annotations(tmp_path):
     root.mkdir()
     (root / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps(questions))
     answers = ["yes", "no", "2"]
-    annotations = [raw_trees.vqa_annotation(q["question_id"], q["image_id"], [answers[i % 3]] * 6 + ["red"] * 4)
-                   for i, q in enumerate(questions["questions"])]
+    annotations = [
+        raw_trees.vqa_annotation(q["question_id"], q["image_id"], [answers[i % 3]] * 6 + ["red"] * 4)
+        for i, q in enumerate(questions["questions"])
+    ]
     raw_trees.write_json(root / "v2_mscoco_val2014_annotations.json", {"annotations": annotations})
     out = tmp_path / "out"
-    manifest = ingest("vqav2", root, out, IngestConfig(workers=0, min_answer_count=2, max_reject_rate=1.0),
-                      image_root=SAMPLES / "vqav2")
+    manifest = ingest(
+        "vqav2",
+        root,
+        out,
+        IngestConfig(workers=0, min_answer_count=2, max_reject_rate=1.0),
+        image_root=SAMPLES / "vqav2",
+    )
     check_manifest(out, manifest)
     rows = read_split(out, "val").to_pylist()
     assert [r["image_id"] for r in rows] == [262148, 393225]  # the two images present in the sample
@@ -187,16 +218,27 @@ def _vqa_tree(tmp_path: Path) -> Path:
         raw_trees.write(coco / subset / f"COCO_{subset}_{image_id:012d}.jpg", raw_trees.image_bytes())
     root = tmp_path / "vqav2"
     ann = raw_trees.vqa_annotation
-    raw_trees.vqa_files(root, "train2014", [(10, 1, "What colour?"), (11, 1, "How many?"), (20, 2, "Is it?"),
-                                            (21, 2, "Odd one?")], [
-        ann(10, 1, ["red"] * 3 + ["Red"] * 2 + ["blue"] * 5, major="red"),
-        ann(11, 1, ["two"] * 4 + ["2"] * 6, major="2", answer_type="number"),
-        ann(20, 2, ["yes"] * 10, answer_type="yes/no"),
-        ann(21, 2, ["weird"] * 10)])
-    raw_trees.vqa_files(root, "val2014", [(70, 7, "What colour?"), (71, 7, "Is it?"), (72, 7, "Odd?")], [
-        ann(70, 7, ["red"] * 1 + ["blue"] * 9, major="blue"),
-        ann(71, 7, ["yes"] * 10, answer_type="yes/no"),
-        ann(72, 7, ["strange"] * 10)])
+    raw_trees.vqa_files(
+        root,
+        "train2014",
+        [(10, 1, "What colour?"), (11, 1, "How many?"), (20, 2, "Is it?"), (21, 2, "Odd one?")],
+        [
+            ann(10, 1, ["red"] * 3 + ["Red"] * 2 + ["blue"] * 5, major="red"),
+            ann(11, 1, ["two"] * 4 + ["2"] * 6, major="2", answer_type="number"),
+            ann(20, 2, ["yes"] * 10, answer_type="yes/no"),
+            ann(21, 2, ["weird"] * 10),
+        ],
+    )
+    raw_trees.vqa_files(
+        root,
+        "val2014",
+        [(70, 7, "What colour?"), (71, 7, "Is it?"), (72, 7, "Odd?")],
+        [
+            ann(70, 7, ["red"] * 1 + ["blue"] * 9, major="blue"),
+            ann(71, 7, ["yes"] * 10, answer_type="yes/no"),
+            ann(72, 7, ["strange"] * 10),
+        ],
+    )
     return root
 
 
@@ -235,8 +277,10 @@ def test_vqav2_min_count_drops_train_questions_but_keeps_val(tmp_path):
     train = read_split(out, "train").to_pylist()
     assert [(r["image_id"], r["question_id"]) for r in train] == [(2, [20])]  # image 1 lost all its questions
     assert sorted((r["record"], r["reason"]) for r in read_rejects(out)) == [
-        ("question 10", "answer_not_in_vocab"), ("question 11", "answer_not_in_vocab"),
-        ("question 21", "answer_not_in_vocab")]
+        ("question 10", "answer_not_in_vocab"),
+        ("question 11", "answer_not_in_vocab"),
+        ("question 21", "answer_not_in_vocab"),
+    ]
     val = read_split(out, "val").to_pylist()[0]
     assert val["question_id"] == [70, 71, 72]
     assert val["answer_labels"] == [[], [0], []] and val["answer_scores"] == [[], [1.0], []]
@@ -244,62 +288,86 @@ def test_vqav2_min_count_drops_train_questions_but_keeps_val(tmp_path):
 
 def test_cc3m_both_img2dataset_layouts(tmp_path):
     root = tmp_path / "cc3m"
-    train = [{"key": f"{i:09d}", "caption": f"train caption {i}", "image": raw_trees.image_bytes((10 + i, 10))}
-             for i in range(5)]
-    val = [{"key": f"{i:09d}", "caption": f"val caption {i}", "image": raw_trees.image_bytes((10, 10 + i))}
-           for i in range(4)]
-    val[2] = {"key": val[2]["key"], "caption": "x", "image": None, "status": "failed_to_download",
-              "error": "HTTP 404"}
+    train = [
+        {"key": f"{i:09d}", "caption": f"train caption {i}", "image": raw_trees.image_bytes((10 + i, 10))}
+        for i in range(5)
+    ]
+    val = [
+        {"key": f"{i:09d}", "caption": f"val caption {i}", "image": raw_trees.image_bytes((10, 10 + i))}
+        for i in range(4)
+    ]
+    val[2] = {"key": val[2]["key"], "caption": "x", "image": None, "status": "failed_to_download", "error": "HTTP 404"}
     raw_trees.img2dataset_output(root / "images_train", train, "files", per_shard=2)
     raw_trees.img2dataset_output(root / "images_val", val, "webdataset", per_shard=3)
-    raw_trees.write(root / "Train_GCC-training.tsv", "".join(f"{s['caption']}\thttp://x/{i}\n"
-                                                              for i, s in enumerate(train)))
+    raw_trees.write(
+        root / "Train_GCC-training.tsv", "".join(f"{s['caption']}\thttp://x/{i}\n" for i, s in enumerate(train))
+    )
     out = tmp_path / "out"
     manifest = ingest("cc3m", root, out)
     check_manifest(out, manifest)
     assert manifest["splits"] == {"train": 5, "val": 3}
     assert manifest["info"]["annotation_lines"] == {"train": 5}
     assert read_split(out, "train").to_pylist() == [
-        {"image": s["image"], "caption": [s["caption"]], "image_id": s["key"], "split": "train"} for s in train]
+        {"image": s["image"], "caption": [s["caption"]], "image_id": s["key"], "split": "train"} for s in train
+    ]
     assert read_split(out, "val").to_pylist() == [
         {"image": s["image"], "caption": [s["caption"]], "image_id": s["key"], "split": "val"}
-        for s in val if s.get("status") is None]
+        for s in val
+        if s.get("status") is None
+    ]
     assert [(r["record"], r["reason"]) for r in read_rejects(out)] == [("000000002", "download_failed")]
 
 
 def test_sbu_webdataset(tmp_path):
     root = tmp_path / "sbu"
-    samples = [{"key": f"{i:09d}", "caption": f"sbu {i}", "image": raw_trees.image_bytes((12, 8 + i))}
-               for i in range(3)]
+    samples = [
+        {"key": f"{i:09d}", "caption": f"sbu {i}", "image": raw_trees.image_bytes((12, 8 + i))} for i in range(3)
+    ]
     raw_trees.img2dataset_output(root / "images", samples, "webdataset", per_shard=2)
-    raw_trees.write_json(root / "sbu-captions-all.json", {"image_urls": ["u"] * 3, "user_ids": ["i"] * 3,
-                                                          "captions": [s["caption"] for s in samples]})
+    raw_trees.write_json(
+        root / "sbu-captions-all.json",
+        {"image_urls": ["u"] * 3, "user_ids": ["i"] * 3, "captions": [s["caption"] for s in samples]},
+    )
     out = tmp_path / "out"
     manifest = ingest("sbu", root, out)
     check_manifest(out, manifest)
     assert manifest["info"] == {"annotation_entries": 3}
     assert [(r["image"], r["caption"]) for r in read_split(out, "train").to_pylist()] == [
-        (s["image"], [s["caption"]]) for s in samples]
+        (s["image"], [s["caption"]]) for s in samples
+    ]
 
 
 def test_nlvr2_official_layouts(tmp_path):
     root = tmp_path / "nlvr2"
     images = {}
-    for split, pair, folder in [("train", "train-5-1", "images/train/3"), ("dev", "dev-2-0", "images/dev")]:
+    for _split, pair, folder in [("train", "train-5-1", "images/train/3"), ("dev", "dev-2-0", "images/dev")]:
         for side in (0, 1):
             images[(pair, side)] = raw_trees.image_bytes((8 + side, 8), fmt="PNG")
             raw_trees.write(root / folder / f"{pair}-img{side}.png", images[(pair, side)])
-    raw_trees.write(root / "train.json", "\n".join([
-        raw_trees.nlvr2_line("train-5-1-0", "Both images show dogs.", "True", directory=3),
-        raw_trees.nlvr2_line("train-5-1-1", "One image shows a cat.", "False", directory=3)]) + "\n")
+    raw_trees.write(
+        root / "train.json",
+        "\n".join(
+            [
+                raw_trees.nlvr2_line("train-5-1-0", "Both images show dogs.", "True", directory=3),
+                raw_trees.nlvr2_line("train-5-1-1", "One image shows a cat.", "False", directory=3),
+            ]
+        )
+        + "\n",
+    )
     raw_trees.write(root / "dev.json", raw_trees.nlvr2_line("dev-2-0-0", "There are two birds.", "False") + "\n")
     out = tmp_path / "out"
     manifest = ingest("nlvr2", root, out)
     check_manifest(out, manifest)
-    assert read_split(out, "train").to_pylist() == [{
-        "image_0": images[("train-5-1", 0)], "image_1": images[("train-5-1", 1)],
-        "questions": ["Both images show dogs.", "One image shows a cat."], "answers": ["True", "False"],
-        "identifier": "train-5-1", "split": "train"}]
+    assert read_split(out, "train").to_pylist() == [
+        {
+            "image_0": images[("train-5-1", 0)],
+            "image_1": images[("train-5-1", 1)],
+            "questions": ["Both images show dogs.", "One image shows a cat."],
+            "answers": ["True", "False"],
+            "identifier": "train-5-1",
+            "split": "train",
+        }
+    ]
     assert read_split(out, "dev").column("identifier").to_pylist() == ["dev-2-0"]
 
 
@@ -312,7 +380,8 @@ def test_text_round_trip(tmp_path):
     check_manifest(out, manifest)
     assert read_split(out, "train").to_pylist() == [
         {"caption": [s], "source": "wiki.train.raw", "split": "train"}
-        for s in ["First one .", "Second one .", "Third ."]]
+        for s in ["First one .", "Second one .", "Third ."]
+    ]
     assert read_split(out, "val").column("caption").to_pylist() == [["Valid sentence ."]]
 
 
@@ -330,8 +399,13 @@ def test_process_pool_keeps_order_and_bounds_records_in_flight(tmp_path):
             if index % 7 == 3:
                 yield Reject(f"r{index}", "reader", "empty_caption")
             else:
-                yield RawRecord(f"r{index}", "train", "reader", {"image_id": f"r{index}"},
-                                {"image": ImageSource(str(image if index % 5 else tmp_path / "gone.jpg"))})
+                yield RawRecord(
+                    f"r{index}",
+                    "train",
+                    "reader",
+                    {"image_id": f"r{index}"},
+                    {"image": ImageSource(str(image if index % 5 else tmp_path / "gone.jpg"))},
+                )
 
     config = IngestConfig(workers=2, chunk_size=3, max_inflight_chunks=2)
     ahead = []

@@ -61,8 +61,9 @@ def test_reject_rate_threshold_and_the_good_rows_stay(tmp_path):
     shards = sorted(p.name for p in out.glob("train-*.arrow"))
     assert shards, "good rows are kept for inspection"
     # A higher threshold accepts the same input; the next run removes the failure note.
-    manifest = ingest_dataset("coco", tmp_path / "coco", out, IngestConfig(workers=0, max_reject_rate=0.6),
-                              show_progress=False)
+    manifest = ingest_dataset(
+        "coco", tmp_path / "coco", out, IngestConfig(workers=0, max_reject_rate=0.6), show_progress=False
+    )
     assert manifest["splits"]["train"] == 2 and not (out / FAILURE_NAME).exists()
     assert read_split(out, "train").num_rows == 2
 
@@ -137,8 +138,9 @@ def test_nlvr2_bad_line_is_one_reject(tmp_path, datasamples):
 def vqa_tree(root: Path, annotations: list[dict], questions: list[tuple[int, int, str]]) -> Path:
     raw_trees.vqa_files(root / "vqav2", "val2014", questions, annotations)
     for image_id in {q[1] for q in questions}:
-        raw_trees.write(root / "coco" / "val2014" / f"COCO_val2014_{image_id:012d}.jpg",
-                        raw_trees.image_bytes((20 + image_id, 16)))
+        raw_trees.write(
+            root / "coco" / "val2014" / f"COCO_val2014_{image_id:012d}.jpg", raw_trees.image_bytes((20 + image_id, 16))
+        )
     return root / "vqav2"
 
 
@@ -153,8 +155,9 @@ def test_vqa_annotation_variants(tmp_path):
     del no_image["image_id"]
     questions = [(1, 7, "how many?"), (2, 7, "what color?"), (3, 8, "is it?"), (4, 8, "is it not?")]
     raw = vqa_tree(tmp_path, [full, no_major, no_types, no_image], questions)
-    manifest = ingest_dataset("vqav2", raw, tmp_path / "out", IngestConfig(workers=0, min_answer_count=1),
-                              show_progress=False)
+    manifest = ingest_dataset(
+        "vqav2", raw, tmp_path / "out", IngestConfig(workers=0, min_answer_count=1), show_progress=False
+    )
     assert manifest["rejects"] == 0
     assert manifest["info"]["derived_multiple_choice_answer"] == 1
     assert manifest["info"]["missing_answer_type"] == 1 and manifest["info"]["missing_image_id"] == 1
@@ -173,8 +176,10 @@ def test_a_rejected_annotation_does_not_reject_its_question_again(tmp_path):
     mismatch["image_id"] = 99
     questions = [(1, 7, "q1?"), (2, 7, "q2?"), (3, 7, "q3?"), (4, 7, "q4 without annotation?")]
     raw = vqa_tree(tmp_path, [good, broken, mismatch], questions)
-    ingest_dataset("vqav2", raw, tmp_path / "out", IngestConfig(workers=0, min_answer_count=1),
-                   show_progress=False)
+    ingest_dataset("vqav2", raw, tmp_path / "out", IngestConfig(workers=0, min_answer_count=1), show_progress=False)
     rejects = sorted((r["record"], r["reason"]) for r in read_rejects(tmp_path / "out"))
-    assert rejects == [("question 2", "malformed_record"), ("question 3", "malformed_record"),
-                       ("question 4", "unknown_id")]
+    assert rejects == [
+        ("question 2", "malformed_record"),
+        ("question 3", "malformed_record"),
+        ("question 4", "unknown_id"),
+    ]

@@ -105,8 +105,7 @@ def test_cc3m_tsv_samples_parse(name):
 
 def test_sbu_json_sample():
     document = load_sbu_json(SAMPLES / "sbu" / "sbu-captions-all.json")
-    assert {key: len(values) for key, values in document.items()} == {"image_urls": 3, "user_ids": 3,
-                                                                       "captions": 3}
+    assert {key: len(values) for key, values in document.items()} == {"image_urls": 3, "user_ids": 3, "captions": 3}
     assert document["captions"][1] == "white horse near avebury"
 
 
@@ -121,9 +120,14 @@ def test_vqav2_nlp1_subset_parses_with_explicit_paths(tmp_path):
     folder = SAMPLES / "vqav2" / "nlp1_2017_subset"
     annotations, rejects = load_annotations(folder / "vqa_annotatons_test.json")
     assert rejects == [] and len(annotations) == 60
-    source = open_vqav2(tmp_path, max_caption_chars=LIMIT, image_root=tmp_path, min_answer_count=2,
-                        questions_files={"val": folder / "vqa_questions_test.json"},
-                        annotations_files={"val": folder / "vqa_annotatons_test.json"})
+    source = open_vqav2(
+        tmp_path,
+        max_caption_chars=LIMIT,
+        image_root=tmp_path,
+        min_answer_count=2,
+        questions_files={"val": folder / "vqa_questions_test.json"},
+        annotations_files={"val": folder / "vqa_annotatons_test.json"},
+    )
     records, rejects = split_items(source)
     assert rejects == []
     assert source.splits == ("val",)
@@ -135,8 +139,11 @@ def test_vqav2_nlp1_subset_parses_with_explicit_paths(tmp_path):
     for record in records:
         assert record.fields["question_id"] == sorted(record.fields["question_id"])
         for qid, answers, labels, scores, kind in zip(
-            record.fields["question_id"], record.fields["answers"], record.fields["answer_labels"],
-            record.fields["answer_scores"], record.fields["answer_type"],
+            record.fields["question_id"],
+            record.fields["answers"],
+            record.fields["answer_labels"],
+            record.fields["answer_scores"],
+            record.fields["answer_type"],
         ):
             assert answers == by_question[qid]["answers"]  # kept compact: the raw answer strings
             assert kind == by_question[qid]["answer_type"]
@@ -173,13 +180,18 @@ def test_wikitext_103_raw_sample():
     records, rejects = split_items(source)
     assert rejects == [] and source.splits == ("train", "val", "test")
     train = [r.fields["caption"][0] for r in records if r.split == "train"]
-    assert train[0] == ("The Sinclair Scientific Programmable was introduced in 1975 , with the same case as the "
-                        "Sinclair Oxford .")
+    assert train[0] == (
+        "The Sinclair Scientific Programmable was introduced in 1975 , with the same case as the Sinclair Oxford ."
+    )
     assert not any(sentence.startswith("=") for r in records for sentence in r.fields["caption"])
     assert {r.fields["source"] for r in records} == {"wiki.train.raw", "wiki.valid.raw", "wiki.test.raw"}
     words = lambda text: text.split()  # noqa: E731 - every word of the non-heading lines survives, in order
-    raw_words = [w for line in (SAMPLES / "text/wikitext-103-raw/wiki.train.raw").read_text().splitlines()
-                 if line.strip() and not is_heading(line) for w in words(line)]
+    raw_words = [
+        w
+        for line in (SAMPLES / "text/wikitext-103-raw/wiki.train.raw").read_text().splitlines()
+        if line.strip() and not is_heading(line)
+        for w in words(line)
+    ]
     assert [w for sentence in train for w in words(sentence)] == raw_words
 
 
@@ -196,9 +208,17 @@ def test_text_helpers():
     assert is_heading(" = = Career = = \n") and is_heading(" = Robert <unk> = ")
     assert not is_heading(" a = b = c ") and not is_heading("plain text")
     assert split_sentences(" He met Mr. Smith in St. Louis . It rained ! Did it ? yes") == [
-        "He met Mr. Smith in St. Louis .", "It rained !", "Did it ?", "yes"]
+        "He met Mr. Smith in St. Louis .",
+        "It rained !",
+        "Did it ?",
+        "yes",
+    ]
     assert [split_of_file(Path(n)) for n in ("wiki.valid.raw", "wiki.train.raw", "test.txt", "wikibk.3.txt")] == [
-        "val", "train", "test", "train"]
+        "val",
+        "train",
+        "test",
+        "train",
+    ]
 
 
 def test_vqa_answer_normalisation_and_scores():

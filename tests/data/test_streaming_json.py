@@ -32,8 +32,13 @@ _spec.loader.exec_module(ingest_benchmark)
 
 
 def peak_rss(path: Path, mode: str) -> dict:
-    completed = subprocess.run([sys.executable, str(BENCHMARK), "--child-annotation", str(path), mode],
-                               capture_output=True, text=True, timeout=120, check=True)
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--child-annotation", str(path), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -59,7 +64,7 @@ def test_broken_karpathy_json_names_file_offset_and_entry(tmp_path):
     text = json.dumps({"images": entries})
     cut = text.index('{"filename": "37.jpg"')
     path.parent.mkdir(parents=True)
-    path.write_text(text[:cut + 30] + "}}, ,]" + text[cut + 30:])
+    path.write_text(text[: cut + 30] + "}}, ,]" + text[cut + 30 :])
     with pytest.raises(RawLayoutError) as raised:
         open_coco(tmp_path, max_caption_chars=100)
     message = str(raised.value)
@@ -71,11 +76,14 @@ def test_broken_karpathy_json_names_file_offset_and_entry(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
 
 
-@pytest.mark.parametrize("document, message", [
-    ([1, 2], "found a JSON start_array"),
-    ({"dataset": "coco"}, "keys without an images list"),
-    ({"images": {}}, "keys without an images list"),
-])
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ([1, 2], "found a JSON start_array"),
+        ({"dataset": "coco"}, "keys without an images list"),
+        ({"images": {}}, "keys without an images list"),
+    ],
+)
 def test_karpathy_wrong_layout(tmp_path, document, message):
     path = raw_trees.write_json(tmp_path / "dataset_coco.json", document)
     with pytest.raises(RawLayoutError, match=message):
@@ -97,8 +105,7 @@ def test_other_streamed_formats_report_broken_json(tmp_path, datasamples):
         open_vg(vg, max_caption_chars=1000)
 
     sbu = tmp_path / "sbu"
-    raw_trees.img2dataset_output(sbu / "images", [{"key": "000000000", "caption": "c", "image": b"x"}],
-                                 layout="files")
+    raw_trees.img2dataset_output(sbu / "images", [{"key": "000000000", "caption": "c", "image": b"x"}], layout="files")
     (sbu / "sbu-captions-all.json").write_text('{"image_urls": ["a", "b"], "user_ids": ["u"], "captions": ["c"]}')
     with pytest.raises(RawLayoutError, match="differ in length"):
         open_sbu(sbu, max_caption_chars=100)
@@ -112,7 +119,9 @@ def test_other_streamed_formats_report_broken_json(tmp_path, datasamples):
     vqa = tmp_path / "vqa"
     vqa.mkdir()
     questions = (datasamples / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json").read_text()
-    (vqa / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(questions.replace('"question_id"', '"question_id" 1', 1))
+    (vqa / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(
+        questions.replace('"question_id"', '"question_id" 1', 1)
+    )
     raw_trees.write_json(vqa / "v2_mscoco_val2014_annotations.json", {"annotations": []})
     with pytest.raises(RawLayoutError, match=r"questions\.json: not valid JSON .*questions\.item\[0\]"):
         open_vqav2(vqa, max_caption_chars=100, image_root=tmp_path)

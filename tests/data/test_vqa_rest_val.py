@@ -48,12 +48,16 @@ def _tree(tmp_path: Path) -> Path:
             val_annotations.append(ann(first, image_id, ["peculiar"] * 10))
         else:
             val_questions += [(first, image_id, "What colour?"), (second, image_id, "Is it?")]
-            val_annotations += [ann(first, image_id, ["red"] * 6 + ["blue"] * 4, major="red"),
-                                ann(second, image_id, ["yes" if index % 2 else "no"] * 10)]
+            val_annotations += [
+                ann(first, image_id, ["red"] * 6 + ["blue"] * 4, major="red"),
+                ann(second, image_id, ["yes" if index % 2 else "no"] * 10),
+            ]
     for subset, image_ids in (("train2014", [1, 2]), ("val2014", VAL_IMAGES)):
         for offset, image_id in enumerate(image_ids):
-            raw_trees.write(coco / subset / f"COCO_{subset}_{image_id:012d}.jpg",
-                            raw_trees.image_bytes((20 + offset, 16), (offset * 17 % 256, 80, 40)))
+            raw_trees.write(
+                coco / subset / f"COCO_{subset}_{image_id:012d}.jpg",
+                raw_trees.image_bytes((20 + offset, 16), (offset * 17 % 256, 80, 40)),
+            )
     root = tmp_path / "vqav2"
     raw_trees.vqa_files(root, "train2014", train_questions, train_annotations)
     raw_trees.vqa_files(root, "val2014", val_questions, val_annotations)
@@ -140,8 +144,9 @@ def test_training_reads_train_plus_trainable_val_and_validates_on_rest_val(tree:
     options = {"transform": build_eval_transform(16), "tokenizer": tokenizer, "max_text_len": 16}
     train = VQADataset([(out, "train"), (out, "trainable_val")], drop_unanswerable=True, **options)
     rest_val = VQADataset((out, "rest_val"), drop_unanswerable=True, **options)
-    answerable = {image_id: 0 if image_id == UNANSWERABLE_IMAGE else 2 for image_id in VAL_IMAGES
-                  if image_id != NO_ROW_IMAGE}
+    answerable = {
+        image_id: 0 if image_id == UNANSWERABLE_IMAGE else 2 for image_id in VAL_IMAGES if image_id != NO_ROW_IMAGE
+    }
     rest_ids = set(_by_image(out, "rest_val"))
     assert len(rest_val) == 2 * REST_VAL  # every rest_val image is scored (two answerable questions each)
     assert len(rest_val) == sum(answerable[i] for i in rest_ids)

@@ -78,7 +78,16 @@ def test_official_export_and_load_round_trip(inputs):
     loaded = load_official_checkpoint(exported).eval()
     assert_same_weights(model, loaded)
     assert loaded.config.loss_names == ("mlm", "itm", "itc")
-    for field in ("embed_dim", "depth", "num_heads", "vlffn_start_layer_index", "image_size", "max_text_len", "max_text_len_of_initckpt", "vocab_size"):
+    for field in (
+        "embed_dim",
+        "depth",
+        "num_heads",
+        "vlffn_start_layer_index",
+        "image_size",
+        "max_text_len",
+        "max_text_len_of_initckpt",
+        "vocab_size",
+    ):
         assert getattr(loaded.config, field) == getattr(model.config, field), field
     with torch.no_grad():
         a, b = model.fuse(*inputs), loaded.fuse(*inputs)
@@ -113,7 +122,9 @@ def test_strict_load_lists_offending_keys():
     assert "1 unexpected key(s): transformer.blocks.0.attn.k_bias" in message
     state = export_official_state_dict(tiny())
     state["itm_score.fc.weight"] = torch.zeros(3, 128)
-    with pytest.raises(CheckpointMismatchError, match=re.escape("itm_score.fc.weight: checkpoint (3, 128) vs model (2, 128)")):
+    with pytest.raises(
+        CheckpointMismatchError, match=re.escape("itm_score.fc.weight: checkpoint (3, 128) vs model (2, 128)")
+    ):
         load_official_checkpoint(state)
 
 
@@ -142,7 +153,10 @@ def test_load_at_higher_resolution_resizes_table():
     assert table.shape == (target.num_rows, 16)
     assert torch.equal(table[11 * 11 :], model.relative_position_bias_table[7 * 7 :])
     assert torch.allclose(table, resize_relative_position_table(model.relative_position_bias_table, 4, 6))
-    assert loaded.relative_position_index.shape == (37, 37) and source.num_rows == model.relative_position_bias_table.shape[0]
+    assert (
+        loaded.relative_position_index.shape == (37, 37)
+        and source.num_rows == model.relative_position_bias_table.shape[0]
+    )
 
 
 def test_base_plus_style_pos_embed_interpolated():
@@ -160,7 +174,21 @@ def test_infer_config_recovers_official_sizes(name):
         model = create_model(name, loss_names=("vqa",))
     config = infer_config(export_official_state_dict(model))
     reference = get_config(name)
-    for field in ("embed_dim", "depth", "num_heads", "mlp_ratio", "vlffn_start_layer_index", "image_size", "patch_size", "layer_scale_init_values", "use_relative_position_bias", "use_abs_pos_emb", "max_text_len", "max_text_len_of_initckpt", "vocab_size"):
+    for field in (
+        "embed_dim",
+        "depth",
+        "num_heads",
+        "mlp_ratio",
+        "vlffn_start_layer_index",
+        "image_size",
+        "patch_size",
+        "layer_scale_init_values",
+        "use_relative_position_bias",
+        "use_abs_pos_emb",
+        "max_text_len",
+        "max_text_len_of_initckpt",
+        "vocab_size",
+    ):
         assert getattr(config, field) == getattr(reference, field), field
     assert config.loss_names == ("vqa",) and config.vqa_num_labels == 3129
 
@@ -181,7 +209,7 @@ def beit_state_dict_from(model: VLMo) -> dict[str, torch.Tensor]:
             continue
         if key.startswith("transformer.norm."):
             continue  # mean-pooling BEiT has fc_norm instead of norm
-        beit[key[len("transformer."):].replace("mlp_imag", "mlp").replace("norm2_imag", "norm2")] = value.clone()
+        beit[key[len("transformer.") :].replace("mlp_imag", "mlp").replace("norm2_imag", "norm2")] = value.clone()
     image_rows = model.layout.num_image_distances
     heads = config.num_heads
     for layer in range(config.depth):
@@ -197,7 +225,9 @@ def test_beit_mapping(tmp_path):
     source = tiny(loss_names=("textmlm",))
     beit = beit_state_dict_from(source)
     torch.save({"model": beit}, tmp_path / "beit.pth")
-    target = load_beit_checkpoint(get_config("vlmo_tiny", vocab_size=VOCAB, loss_names=("textmlm",)), tmp_path / "beit.pth")
+    target = load_beit_checkpoint(
+        get_config("vlmo_tiny", vocab_size=VOCAB, loss_names=("textmlm",)), tmp_path / "beit.pth"
+    )
     report = target.load_report
     assert report.unexpected == [] and report.mismatched == []
     assert "transformer.norm.weight" in report.missing and "text_embeddings.word_embeddings.weight" in report.missing

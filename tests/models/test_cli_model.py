@@ -72,7 +72,20 @@ def one_error_line(err: str, command: str) -> str:
 
 def test_retrieve_text_to_images(workspace, capsys):
     root, model = workspace
-    args = parse(["retrieve", "--model", str(root / "model"), "--images", str(root / "images"), "--query", "a red circle", "--top-k", "2", "--json"])
+    args = parse(
+        [
+            "retrieve",
+            "--model",
+            str(root / "model"),
+            "--images",
+            str(root / "images"),
+            "--query",
+            "a red circle",
+            "--top-k",
+            "2",
+            "--json",
+        ]
+    )
     assert args.func(args) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r["rank"] for r in results] == [1, 2]
@@ -87,7 +100,17 @@ def test_retrieve_text_to_images(workspace, capsys):
 
 def test_retrieve_image_to_texts(workspace, capsys):
     root, _ = workspace
-    args = parse(["retrieve", "--model", str(root / "model"), "--image", str(root / "images" / "red.png"), "--texts", str(root / "queries.txt")])
+    args = parse(
+        [
+            "retrieve",
+            "--model",
+            str(root / "model"),
+            "--image",
+            str(root / "images" / "red.png"),
+            "--texts",
+            str(root / "queries.txt"),
+        ]
+    )
     assert args.func(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and {line.split(None, 2)[2] for line in lines} == {"a red circle", "the blue square"}
@@ -104,7 +127,19 @@ def test_embed_npy_and_safetensors(workspace, tmp_path, capsys):
     from safetensors import safe_open
 
     out = tmp_path / "both.safetensors"
-    args = parse(["embed", "--model", str(root / "model"), "--images", str(root / "images"), "--texts", str(root / "queries.txt"), "--output", str(out)])
+    args = parse(
+        [
+            "embed",
+            "--model",
+            str(root / "model"),
+            "--images",
+            str(root / "images"),
+            "--texts",
+            str(root / "queries.txt"),
+            "--output",
+            str(out),
+        ]
+    )
     assert args.func(args) == 0
     with safe_open(str(out), "pt") as handle:
         assert handle.get_tensor("image_embeds").shape == (3, 128)
@@ -120,7 +155,17 @@ def test_embed_outputs_get_plain_open_modes(workspace, tmp_path, capsys, mask):
     previous = os.umask(mask)
     try:
         for name in ("texts.npy", "texts.safetensors"):
-            args = parse(["embed", "--model", str(root / "model"), "--texts", str(root / "queries.txt"), "--output", str(tmp_path / name)])
+            args = parse(
+                [
+                    "embed",
+                    "--model",
+                    str(root / "model"),
+                    "--texts",
+                    str(root / "queries.txt"),
+                    "--output",
+                    str(tmp_path / name),
+                ]
+            )
             assert args.func(args) == 0
     finally:
         os.umask(previous)
@@ -131,7 +176,20 @@ def test_embed_outputs_get_plain_open_modes(workspace, tmp_path, capsys, mask):
 
 def test_vqa_prints_named_answers(workspace, capsys):
     root, model = workspace
-    args = parse(["vqa", "--model", str(root / "model"), "--image", str(root / "images" / "blue.png"), "--question", "what color is the square ?", "--json", "--top-k", "10"])
+    args = parse(
+        [
+            "vqa",
+            "--model",
+            str(root / "model"),
+            "--image",
+            str(root / "images" / "blue.png"),
+            "--question",
+            "what color is the square ?",
+            "--json",
+            "--top-k",
+            "10",
+        ]
+    )
     assert args.func(args) == 0
     results = json.loads(capsys.readouterr().out)
     assert sorted(r["answer"] for r in results) == sorted(ANSWERS)  # top-k is capped at the number of answers
@@ -153,9 +211,12 @@ def test_vqa_shows_top5_answers_with_probabilities(workspace, capsys):
         probabilities = loaded.model.vqa_logits(ids, masks, loaded.image_tensor([image])).sigmoid()[0]
     expected = probabilities.topk(5)
     assert [row.split() for row in rows] == [
-        [str(rank + 1), f"{float(p):.4f}", ANSWERS[int(i)]] for rank, (p, i) in enumerate(zip(expected.values, expected.indices))
+        [str(rank + 1), f"{float(p):.4f}", ANSWERS[int(i)]]
+        for rank, (p, i) in enumerate(zip(expected.values, expected.indices))
     ]
-    args = parse(["vqa", "--model", str(root / "model"), "--image", str(image), "--question", question, "--top-k", "2", "--json"])
+    args = parse(
+        ["vqa", "--model", str(root / "model"), "--image", str(image), "--question", question, "--top-k", "2", "--json"]
+    )
     assert args.func(args) == 0
     results = json.loads(capsys.readouterr().out)
     assert [(r["rank"], r["label"], r["answer"]) for r in results] == [
@@ -182,9 +243,21 @@ def test_errors_are_reported_not_raised(workspace, tmp_path, capsys):
     args = parse(["embed", "--model", str(root / "model"), "--images", str(empty), "--output", str(tmp_path / "x.npy")])
     assert args.func(args) == 1
     assert f"{empty}: no image files" in one_error_line(capsys.readouterr().err, "embed")
-    args = parse(["embed", "--model", str(root / "model"), "--images", str(root / "fake_images"), "--output", str(tmp_path / "x.npy")])
+    args = parse(
+        [
+            "embed",
+            "--model",
+            str(root / "model"),
+            "--images",
+            str(root / "fake_images"),
+            "--output",
+            str(tmp_path / "x.npy"),
+        ]
+    )
     assert args.func(args) == 1
-    assert f"{root / 'fake_images' / 'notes.png'}: not a readable image" in one_error_line(capsys.readouterr().err, "embed")
+    assert f"{root / 'fake_images' / 'notes.png'}: not a readable image" in one_error_line(
+        capsys.readouterr().err, "embed"
+    )
     assert not (tmp_path / "x.npy").exists()
 
 
@@ -210,7 +283,11 @@ def _broken_model(root, tmp_path, name, content):
         ("model.safetensors", b"", "cannot load the weights"),
         ("vocab.txt", "[PAD]\n\n[UNK]\n", ":2: empty line in WordPiece vocab"),
         ("vocab.txt", "[PAD]\n[UNK]\n", "lacks the special token(s)"),
-        ("vocab.txt", "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "extra"]) + "\n", "wrong vocabulary for this model"),
+        (
+            "vocab.txt",
+            "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "extra"]) + "\n",
+            "wrong vocabulary for this model",
+        ),
         ("answer_vocab.json", '["red"]', "expected a JSON list of 6 answers in label order, got 1 entries"),
         ("answer_vocab.json", "{oops", "invalid JSON"),
     ],
@@ -218,7 +295,9 @@ def _broken_model(root, tmp_path, name, content):
 def test_corrupt_model_files_are_one_line_naming_the_file(workspace, tmp_path, capsys, name, content, expected):
     root, _ = workspace
     directory, path = _broken_model(root, tmp_path, name, content)
-    args = parse(["vqa", "--model", str(directory), "--image", str(root / "images" / "red.png"), "--question", "what color ?"])
+    args = parse(
+        ["vqa", "--model", str(directory), "--image", str(root / "images" / "red.png"), "--question", "what color ?"]
+    )
     assert args.func(args) == 1
     line = one_error_line(capsys.readouterr().err, "vqa")
     assert str(path) in line and expected in line, line
@@ -226,8 +305,12 @@ def test_corrupt_model_files_are_one_line_naming_the_file(workspace, tmp_path, c
 
 def test_vqa_without_head_is_an_error(tmp_path, workspace, capsys):
     root, _ = workspace
-    create_model("vlmo_tiny", vocab_size=len(WORDS) + 5, loss_names=("irtr",)).save_pretrained(tmp_path, vocab_file=root / "vocab.txt")
-    args = parse(["vqa", "--model", str(tmp_path), "--image", str(root / "images" / "red.png"), "--question", "what color ?"])
+    create_model("vlmo_tiny", vocab_size=len(WORDS) + 5, loss_names=("irtr",)).save_pretrained(
+        tmp_path, vocab_file=root / "vocab.txt"
+    )
+    args = parse(
+        ["vqa", "--model", str(tmp_path), "--image", str(root / "images" / "red.png"), "--question", "what color ?"]
+    )
     assert args.func(args) == 1
     assert "no VQA head" in one_error_line(capsys.readouterr().err, "vqa")
 
@@ -239,15 +322,87 @@ def test_other_runtime_and_usage_errors(workspace, tmp_path, capsys):
     blocker.write_text("x")
     cases = [
         # (argv, exit status, text the line must hold)
-        (["embed", "--model", model, "--texts", str(root / "queries.txt"), "--output", str(blocker / "out.npy")], 1, f"{blocker / 'out.npy'}: cannot write ({blocker}: "),
-        (["embed", "--model", model, "--texts", str(tmp_path / "none.txt"), "--output", str(tmp_path / "o.npy")], 1, f"{tmp_path / 'none.txt'}: no such text file"),
-        (["embed", "--model", model, "--texts", str(root / "queries.txt"), "--vocab", str(tmp_path / "v.txt"), "--output", str(tmp_path / "o.npy")], 1, f"{tmp_path / 'v.txt'}: no such vocabulary file"),
-        (["embed", "--model", model, "--images", str(root / "images" / "red.png"), "--output", str(tmp_path / "o.npy")], 1, f"{root / 'images' / 'red.png'}: not a directory"),
-        (["embed", "--model", model, "--texts", str(root / "queries.txt"), "--output", str(tmp_path / "o.txt")], 2, "output must end in .npy or .safetensors"),
-        (["embed", "--model", model, "--output", str(tmp_path / "o.npy")], 2, "embed needs --images DIR and/or --texts FILE"),
-        (["embed", "--model", str(root / "model" / "config.json"), "--texts", str(root / "queries.txt"), "--output", str(tmp_path / "o.npy")], 1, "config.json: not a directory"),
-        (["retrieve", "--model", model, "--image", str(root / "images"), "--texts", str(root / "queries.txt")], 1, f"{root / 'images'}: not a file"),
-        (["vqa", "--model", model, "--image", str(root / "images" / "red.png"), "--question", "?", "--device", "nonsense"], 2, "--device nonsense: not a device"),
+        (
+            ["embed", "--model", model, "--texts", str(root / "queries.txt"), "--output", str(blocker / "out.npy")],
+            1,
+            f"{blocker / 'out.npy'}: cannot write ({blocker}: ",
+        ),
+        (
+            ["embed", "--model", model, "--texts", str(tmp_path / "none.txt"), "--output", str(tmp_path / "o.npy")],
+            1,
+            f"{tmp_path / 'none.txt'}: no such text file",
+        ),
+        (
+            [
+                "embed",
+                "--model",
+                model,
+                "--texts",
+                str(root / "queries.txt"),
+                "--vocab",
+                str(tmp_path / "v.txt"),
+                "--output",
+                str(tmp_path / "o.npy"),
+            ],
+            1,
+            f"{tmp_path / 'v.txt'}: no such vocabulary file",
+        ),
+        (
+            [
+                "embed",
+                "--model",
+                model,
+                "--images",
+                str(root / "images" / "red.png"),
+                "--output",
+                str(tmp_path / "o.npy"),
+            ],
+            1,
+            f"{root / 'images' / 'red.png'}: not a directory",
+        ),
+        (
+            ["embed", "--model", model, "--texts", str(root / "queries.txt"), "--output", str(tmp_path / "o.txt")],
+            2,
+            "output must end in .npy or .safetensors",
+        ),
+        (
+            ["embed", "--model", model, "--output", str(tmp_path / "o.npy")],
+            2,
+            "embed needs --images DIR and/or --texts FILE",
+        ),
+        (
+            [
+                "embed",
+                "--model",
+                str(root / "model" / "config.json"),
+                "--texts",
+                str(root / "queries.txt"),
+                "--output",
+                str(tmp_path / "o.npy"),
+            ],
+            1,
+            "config.json: not a directory",
+        ),
+        (
+            ["retrieve", "--model", model, "--image", str(root / "images"), "--texts", str(root / "queries.txt")],
+            1,
+            f"{root / 'images'}: not a file",
+        ),
+        (
+            [
+                "vqa",
+                "--model",
+                model,
+                "--image",
+                str(root / "images" / "red.png"),
+                "--question",
+                "?",
+                "--device",
+                "nonsense",
+            ],
+            2,
+            "--device nonsense: not a device",
+        ),
     ]
     for argv, status, expected in cases:
         args = parse(argv)
@@ -283,7 +438,11 @@ def vlmo(*argv, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     return subprocess.run(
         [sys.executable, "-m", "vlmo_pipeline.console", *map(str, argv)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

@@ -115,7 +115,9 @@ def test_state_dict_matches_official_layout(arch, task_set):
 
 
 def test_base_key_counts_per_task():
-    counts = {name: len(meta_model("vlmo_base_patch16", loss_names=tasks).state_dict()) for name, tasks in TASK_SETS.items()}
+    counts = {
+        name: len(meta_model("vlmo_base_patch16", loss_names=tasks).state_dict()) for name, tasks in TASK_SETS.items()
+    }
     assert counts == {"pretrain": 293, "irtr": 282, "vqa": 285, "nlvr2": 285, "textmlm": 273}
 
 
@@ -138,7 +140,9 @@ def test_parameter_counts(arch, backbone, full):
 
 
 def test_block_structure_and_registry():
-    assert {"vlmo_base_patch16", "vlmo_large_patch16", "vlmo_base_plus_patch16", "vlmo_tiny", "vlmo_small"} <= set(list_configs())
+    assert {"vlmo_base_patch16", "vlmo_large_patch16", "vlmo_base_plus_patch16", "vlmo_tiny", "vlmo_small"} <= set(
+        list_configs()
+    )
     model = meta_model("vlmo_large_patch16")
     assert [i for i, b in enumerate(model.transformer.blocks) if b.has_vlffn] == [21, 22, 23]
     plus = meta_model("vlmo_base_plus_patch16")
@@ -155,8 +159,35 @@ def test_mim_adds_only_mask_token():
 
 
 def test_any_size_constructible_and_validated():
-    config = get_config("vlmo_tiny", embed_dim=96, depth=3, num_heads=3, vlffn_start_layer_index=1, image_size=48, patch_size=8, vocab_size=50, max_text_len=12, mlp_ratio=2.0)
-    model = create_model("vlmo_tiny", **{k: getattr(config, k) for k in ("embed_dim", "depth", "num_heads", "vlffn_start_layer_index", "image_size", "patch_size", "vocab_size", "max_text_len", "mlp_ratio")})
+    config = get_config(
+        "vlmo_tiny",
+        embed_dim=96,
+        depth=3,
+        num_heads=3,
+        vlffn_start_layer_index=1,
+        image_size=48,
+        patch_size=8,
+        vocab_size=50,
+        max_text_len=12,
+        mlp_ratio=2.0,
+    )
+    model = create_model(
+        "vlmo_tiny",
+        **{
+            k: getattr(config, k)
+            for k in (
+                "embed_dim",
+                "depth",
+                "num_heads",
+                "vlffn_start_layer_index",
+                "image_size",
+                "patch_size",
+                "vocab_size",
+                "max_text_len",
+                "mlp_ratio",
+            )
+        },
+    )
     assert model.relative_position_bias_table.shape == ((2 * 6 - 1) ** 2 + 3 + 2 * 40 + 2, 9)
     assert model.transformer.blocks[0].mlp_text.fc1.out_features == 192
     with pytest.raises(ValueError, match="not divisible by num_heads"):
@@ -183,14 +214,21 @@ def test_config_json_round_trip():
 def test_linear_init_std_sets_every_linear_weight_but_not_embeddings():
     torch.manual_seed(0)
     tiny = create_model("vlmo_tiny", vocab_size=500, loss_names=("itc", "itm", "mlm", "vqa"), vqa_num_labels=20)
-    wide = create_model("vlmo_tiny", vocab_size=500, loss_names=("itc", "itm", "mlm", "vqa"), vqa_num_labels=20,
-                        linear_init_std=0.02)
+    wide = create_model(
+        "vlmo_tiny", vocab_size=500, loss_names=("itc", "itm", "mlm", "vqa"), vqa_num_labels=20, linear_init_std=0.02
+    )
     assert tiny.config.linear_init_std == pytest.approx(128**-0.5)
     for model, std in ((tiny, 128**-0.5), (wide, 0.02)):
         linears = {name: module.weight for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
         # blocks, pooler and the heads created from loss_names (ITC projections, ITM, MLM, VQA) all follow the config
-        for part in ("transformer.blocks.0.attn.qkv", "transformer.blocks.3.mlp_vl.fc1", "pooler.dense",
-                     "itc_text_proj.fc", "itm_score.fc", "vqa_classifier.0"):
+        for part in (
+            "transformer.blocks.0.attn.qkv",
+            "transformer.blocks.3.mlp_vl.fc1",
+            "pooler.dense",
+            "itc_text_proj.fc",
+            "itm_score.fc",
+            "vqa_classifier.0",
+        ):
             weight = next(w for name, w in linears.items() if name.startswith(part))
             assert float(weight.detach().std()) == pytest.approx(std, rel=0.15), (part, std)
         assert float(model.text_embeddings.word_embeddings.weight.detach().std()) == pytest.approx(0.02, rel=0.15)

@@ -73,7 +73,12 @@ def test_output_shapes_and_normalisation(model, batch):
         assert isinstance(fused, FusionOutput)
         assert fused.text_feats.shape == (3, 40, 128) and fused.image_feats.shape == (3, 17, 128)
         assert fused.cls_feats.shape == (3, 128) and fused.cls_feats.abs().max() <= 1  # tanh pooler
-        for embedding in (model.encode_image(images), model.encode_text(ids, masks), model.encode_image_vl(images), model.encode_text_vl(ids, masks)):
+        for embedding in (
+            model.encode_image(images),
+            model.encode_text(ids, masks),
+            model.encode_image_vl(images),
+            model.encode_text_vl(ids, masks),
+        ):
             assert embedding.shape == (3, 128)
             assert torch.allclose(embedding.norm(dim=-1), torch.ones(3), atol=1e-5)
         assert model.itm_logits(ids, masks, images).shape == (3, 2)
@@ -232,10 +237,19 @@ def test_drop_path_only_in_training():
 def test_backward_reaches_all_expert_kinds(batch):
     ids, masks, images = batch
     model = tiny(loss_names=ALL_TASKS).train()
-    loss = model.fuse(ids, masks, images).cls_feats.sum() + model.encode_image_vl(images).sum() + model.encode_text(ids, masks).sum()
+    loss = (
+        model.fuse(ids, masks, images).cls_feats.sum()
+        + model.encode_image_vl(images).sum()
+        + model.encode_text(ids, masks).sum()
+    )
     loss.backward()
     blocks = model.transformer.blocks
-    for grad in (blocks[0].mlp_text.fc1.weight.grad, blocks[0].mlp_imag.fc1.weight.grad, blocks[3].mlp_vl.fc1.weight.grad, model.relative_position_bias_table.grad):
+    for grad in (
+        blocks[0].mlp_text.fc1.weight.grad,
+        blocks[0].mlp_imag.fc1.weight.grad,
+        blocks[3].mlp_vl.fc1.weight.grad,
+        model.relative_position_bias_table.grad,
+    ):
         assert grad is not None and grad.abs().sum() > 0
 
 

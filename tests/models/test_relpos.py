@@ -53,7 +53,10 @@ def test_fused_index_layout():
     assert fused.shape == (237, 237)
     assert fused[:40, 40:].eq(732).all() and fused[40:, :40].eq(733).all()
     assert torch.equal(fused[:40, :40], text) and torch.equal(fused[40:, 40:], image)
-    assert fused_relative_position_index(text, image_relative_position_index(24), RelPosLayout(24, 196)).shape == (617, 617)
+    assert fused_relative_position_index(text, image_relative_position_index(24), RelPosLayout(24, 196)).shape == (
+        617,
+        617,
+    )
 
 
 def test_gather_gives_per_layer_columns():

@@ -28,20 +28,35 @@ def test_bert_special_ids(bert):
 
 def test_known_tokenisation_and_word_ids(bert):
     text = "Kedro and DVC pipelines, tokenized offline!"
-    expected = ["[CLS]", "ked", "##ro", "and", "d", "##vc", "pipeline", "##s", ",", "token", "##ized", "off",
-                "##line", "!", "[SEP]"]
+    expected = [
+        "[CLS]",
+        "ked",
+        "##ro",
+        "and",
+        "d",
+        "##vc",
+        "pipeline",
+        "##s",
+        ",",
+        "token",
+        "##ized",
+        "off",
+        "##line",
+        "!",
+        "[SEP]",
+    ]
     encoded = bert.encode([text])
     ids = encoded["text_ids"][0]
     assert encoded["text_ids"].shape == (1, 40) and encoded["text_ids"].dtype == torch.long
     assert [bert.id_to_token(i) for i in ids[: len(expected)].tolist()] == expected
-    assert ids[len(expected):].eq(bert.pad_id).all()
+    assert ids[len(expected) :].eq(bert.pad_id).all()
     assert encoded["text_masks"][0].tolist() == [1] * len(expected) + [0] * (40 - len(expected))
     # words: ked##ro=0 and=1 d##vc=2 pipeline##s=3 ,=4 token##ized=5 off##line=6 !=7
     assert encoded["word_ids"][0, : len(expected)].tolist() == [-1, 0, 0, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6, 7, -1]
-    assert encoded["word_ids"][0, len(expected):].eq(-1).all()
+    assert encoded["word_ids"][0, len(expected) :].eq(-1).all()
     specials = encoded["special_tokens_mask"][0]
-    assert specials[0] == 1 and specials[len(expected) - 1] == 1 and specials[1:len(expected) - 1].eq(0).all()
-    assert specials[len(expected):].eq(1).all()
+    assert specials[0] == 1 and specials[len(expected) - 1] == 1 and specials[1 : len(expected) - 1].eq(0).all()
+    assert specials[len(expected) :].eq(1).all()
     assert bert.decode(ids) == "kedro and dvc pipelines, tokenized offline!"
 
 
@@ -82,7 +97,13 @@ def test_train_small_vocab_round_trips(tmp_path):
     assert not list(vocab_path.parent.glob("*.tmp"))
 
     tokenizer = VLMoTokenizer(vocab_path, max_len=24)
-    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id) == (0, 1, 2, 3, 4)
+    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id) == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
     for sentence in sentences[:4]:
         encoded = tokenizer.encode([sentence])
         assert tokenizer.unk_id not in encoded["text_ids"][0].tolist()

@@ -76,8 +76,16 @@ def test_eval_transform_is_exact_bicubic_resize():
 def test_randaugment_ops_and_magnitudes():
     augment = AlbefRandAugment()
     assert set(augment._AUGMENTATION_SPACE) == {
-        "Identity", "AutoContrast", "Equalize", "Brightness", "Sharpness",
-        "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate",
+        "Identity",
+        "AutoContrast",
+        "Equalize",
+        "Brightness",
+        "Sharpness",
+        "ShearX",
+        "ShearY",
+        "TranslateX",
+        "TranslateY",
+        "Rotate",
     }
     levels = {name: fn(11, 224, 224) for name, (fn, _) in augment._AUGMENTATION_SPACE.items()}
     assert levels["ShearX"][7].item() == pytest.approx(0.21)

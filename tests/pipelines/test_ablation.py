@@ -19,11 +19,10 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from safetensors import safe_open
 
-from vlmo_pipeline import ablation
-from vlmo_pipeline.evaluation.report import check_metrics_shape
-
 from tests.conftest import REPO
 from tests.training.tiny_training_world import tiny_world  # noqa: F401  (fixture)
+from vlmo_pipeline import ablation
+from vlmo_pipeline.evaluation.report import check_metrics_shape
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -45,10 +44,18 @@ def _deep_update(base: dict, changes: dict) -> dict:
 def project(kedro_project: Path, tiny_world: Path, monkeypatch) -> Path:
     """The scratch project, cwd, with conf/local as described in the module docstring."""
     local = kedro_project / "conf" / "local"
-    catalog = {"{name}_arrow": {"type": "vlmo_pipeline.datasets.DirectoryDataset", "path": str(tiny_world / "{name}"),
-                                "required_file": "manifest.json"},
-               "vocab": {"type": "vlmo_pipeline.datasets.DirectoryDataset", "path": str(tiny_world.parent / "vocab"),
-                         "required_file": "vocab.txt"}}
+    catalog = {
+        "{name}_arrow": {
+            "type": "vlmo_pipeline.datasets.DirectoryDataset",
+            "path": str(tiny_world / "{name}"),
+            "required_file": "manifest.json",
+        },
+        "vocab": {
+            "type": "vlmo_pipeline.datasets.DirectoryDataset",
+            "path": str(tiny_world.parent / "vocab"),
+            "required_file": "vocab.txt",
+        },
+    }
     (local / "catalog.yml").write_text(yaml.safe_dump(catalog))
     params = {}
     for section in ablation.RUN_NAMES:
@@ -69,8 +76,13 @@ def _kedro_run(project: Path, pipeline: str) -> None:
 
 def _snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
     """Every file below ``roots``: (size, mtime) by path, to show nothing was written there."""
-    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns)
-            for root in roots if root.exists() for path in sorted(root.rglob("*")) if path.is_file()}
+    return {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+        for root in roots
+        if root.exists()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _demo_outputs(project: Path) -> list[Path]:
@@ -104,8 +116,7 @@ def test_one_variant_end_to_end_never_touches_the_demo(project: Path):
     assert stage3["run_config"]["init"] == "data/06_models/stage1"  # the demo's stage-1 model, via the catalog
     metrics = json.loads((root / "metrics.json").read_text())
     check_metrics_shape(metrics)
-    assert set(metrics["model"]["stages"]) == {"stage1", "stage3", "retrieval_coco", "retrieval_f30k", "vqa",
-                                               "nlvr2"}
+    assert set(metrics["model"]["stages"]) == {"stage1", "stage3", "retrieval_coco", "retrieval_f30k", "vqa", "nlvr2"}
 
     table = json.loads((data / "08_reporting" / "ablation.json").read_text())
     assert [row["variant"] for row in table["rows"]] == ["full", "no_stage2"]
@@ -129,8 +140,9 @@ def test_one_variant_end_to_end_never_touches_the_demo(project: Path):
 
     # A fresh model is stage 1's architecture: the same config and tensors as the demo's stage-1 model.
     setup = ablation.load_setup()
-    fresh = ablation.build_fresh_model(setup, setup.load("vocab") / "vocab.txt", data / "09_ablation" / "fresh",
-                                       skipped=["pretrain_stage1"])
+    fresh = ablation.build_fresh_model(
+        setup, setup.load("vocab") / "vocab.txt", data / "09_ablation" / "fresh", skipped=["pretrain_stage1"]
+    )
     stage1 = data / "06_models" / "stage1"
     assert json.loads((fresh / "config.json").read_text()) == json.loads((stage1 / "config.json").read_text())
     assert _tensor_shapes(fresh) == _tensor_shapes(stage1)
@@ -141,8 +153,16 @@ def test_one_variant_end_to_end_never_touches_the_demo(project: Path):
 
 @pytest.mark.slow
 def test_every_variant_next_to_the_full_chain(project: Path):
-    for pipeline in ("pretrain_stage1", "pretrain_stage2", "pretrain_stage3", "finetune_retrieval_coco",
-                     "finetune_retrieval_f30k", "finetune_vqa", "finetune_nlvr2", "evaluate"):
+    for pipeline in (
+        "pretrain_stage1",
+        "pretrain_stage2",
+        "pretrain_stage3",
+        "finetune_retrieval_coco",
+        "finetune_retrieval_f30k",
+        "finetune_vqa",
+        "finetune_nlvr2",
+        "evaluate",
+    ):
         _kedro_run(project, pipeline)
     data = project / "data"
     before = _snapshot(*_demo_outputs(project))

@@ -160,8 +160,9 @@ def test_chain_reaches_evaluate_then_metrics_and_plots_show_its_numbers(dvc_repo
     reporting = dvc_repo / "data" / "08_reporting"
     metrics = json.loads((reporting / "metrics.json").read_text())
     report = reporting / "report"
-    assert {"report.md", "retrieval_gallery.png", "vqa_examples.png", "nlvr2_examples.png",
-            "recall_at_k.csv"} <= {path.name for path in report.iterdir()}
+    assert {"report.md", "retrieval_gallery.png", "vqa_examples.png", "nlvr2_examples.png", "recall_at_k.csv"} <= {
+        path.name for path in report.iterdir()
+    }
 
     # dvc metrics show: the evaluation numbers, as written by evaluate
     shown = _json_out(dvc_repo, "dvc", "metrics", "show", "--json")
@@ -216,6 +217,12 @@ def test_chain_reaches_evaluate_then_metrics_and_plots_show_its_numbers(dvc_repo
     assert set(_json_out(dvc_repo, "dvc", "status", "--json")) == {"pretrain_stage3"}
     rerun = _stages_run(_sh(dvc_repo, "dvc", "repro"))
     assert rerun[0] == "pretrain_stage3" and rerun[-1] == "evaluate"
-    assert set(rerun) == {"pretrain_stage3", "finetune_retrieval_coco", "finetune_retrieval_f30k", "finetune_vqa",
-                          "finetune_nlvr2", "evaluate"}
+    assert set(rerun) == {
+        "pretrain_stage3",
+        "finetune_retrieval_coco",
+        "finetune_retrieval_f30k",
+        "finetune_vqa",
+        "finetune_nlvr2",
+        "evaluate",
+    }
     assert _json_out(dvc_repo, "dvc", "status", "--json") == {}

@@ -21,9 +21,9 @@ import pytest
 from tests.conftest import REPO
 from vlmo_pipeline.dvc_plots import (
     MANIFEST,
-    PlotsError,
     REMOTE_SCRIPT,
     VEGA_PACKAGES,
+    PlotsError,
     fetch_vega,
     main,
     missing_vega_files,
@@ -43,8 +43,9 @@ LOSS_CSV = """epoch,step,train/loss_epoch,train/loss_step
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                DVC_NO_ANALYTICS="1")
+    return dict(
+        os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1"
+    )
 
 
 def _run(cwd: Path, *args: str) -> None:
@@ -81,7 +82,7 @@ def _plot_spec(page: str) -> dict:
     """The vega-lite spec DVC embedded for the one plot of the page."""
     found = re.search(r"var spec\s*=\s*", page)
     assert found, "no vega spec in the page"
-    spec, _ = json.JSONDecoder().raw_decode(page[found.end():])
+    spec, _ = json.JSONDecoder().raw_decode(page[found.end() :])
     return spec
 
 
@@ -109,27 +110,40 @@ def test_chromium_draws_the_plot_from_file_urls(plots_repo: Path, vega_dir: Path
     page, _ = show_plots(Path("out"), vega_dir, Path("scripts") / TEMPLATE.name, project=plots_repo)
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
-             page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     # vega-embed ran (no network: the scripts came from the folder) and drew a non-empty canvas
     assert 'class="vega-embed' in dom, dom[-2000:]
     assert '<canvas width="0"' not in dom and "<canvas" in dom
 
 
-def test_missing_libraries_fall_back_to_the_dvc_page_with_a_warning(plots_repo: Path, tmp_path: Path, capsys,
-                                                                    monkeypatch):
+def test_missing_libraries_fall_back_to_the_dvc_page_with_a_warning(
+    plots_repo: Path, tmp_path: Path, capsys, monkeypatch
+):
     monkeypatch.setenv("PATH", _env()["PATH"])
-    page, offline = show_plots(Path("out"), tmp_path / "no-vega", Path("scripts") / TEMPLATE.name,
-                               project=plots_repo)
+    page, offline = show_plots(Path("out"), tmp_path / "no-vega", Path("scripts") / TEMPLATE.name, project=plots_repo)
     assert not offline and "cdn.jsdelivr.net" in page.read_text()
     assert "warning: vega libraries missing" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, message", [
-    ("<html>{scripts}{plot_divs}</html>", "remove the {scripts} placeholder"),
-    ("<html><body></body></html>", "no {plot_divs} placeholder"),
-    ('<script src="https://cdn.example/vega.js"></script>{plot_divs}', "loads a script from the network"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("<html>{scripts}{plot_divs}</html>", "remove the {scripts} placeholder"),
+        ("<html><body></body></html>", "no {plot_divs} placeholder"),
+        ('<script src="https://cdn.example/vega.js"></script>{plot_divs}', "loads a script from the network"),
+    ],
+)
 def test_bad_templates_are_refused(plots_repo: Path, vega_dir: Path, text: str, message: str, monkeypatch):
     monkeypatch.setenv("PATH", _env()["PATH"])
     (plots_repo / "bad.html").write_text(text)
@@ -173,8 +187,18 @@ def test_plain_dvc_plots_show_renders_offline_after_configure(plots_repo: Path, 
         return
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
-             page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     assert 'class="vega-embed' in dom and "<canvas" in dom and '<canvas width="0"' not in dom, dom[-2000:]
 
 
@@ -185,7 +209,7 @@ def test_every_loss_plot_is_titled_by_its_stage_and_the_combined_plot_colours_by
     logs = {}
     for stage, definition in dvc_yaml["stages"].items():
         for plot in definition.get("plots", []):
-            (path, props), = plot.items()
+            ((path, props),) = plot.items()
             assert stage in props["title"] and "/" not in props["title"], (stage, props)
             logs[path.split("/")[-2]] = path
     combined = next(plot["training_loss"] for plot in dvc_yaml["plots"] if "training_loss" in plot)
@@ -203,8 +227,14 @@ def test_every_loss_plot_is_titled_by_its_stage_and_the_combined_plot_colours_by
     two = {name: value for name, value in combined.items() if name != "y"}
     two["y"] = {logs[stage]: "train/loss_step" for stage in ("stage1", "vqa")}
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": [{"training_loss": two}]}))
-    result = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=repo, env=_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "plots", "show", "--json"],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     (spec,) = [entry["content"] for entries in json.loads(result.stdout)["data"].values() for entry in entries]
     assert spec["encoding"]["color"]["field"] == "stage"

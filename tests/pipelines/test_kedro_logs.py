@@ -19,14 +19,24 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
-NOISE = ("No typed parameter requirements", "litlogger", "GPU available", "TPU available", "LeafSpec",
-         "Epoch 0/", "`Trainer.fit` stopped")
+NOISE = (
+    "No typed parameter requirements",
+    "litlogger",
+    "GPU available",
+    "TPU available",
+    "LeafSpec",
+    "Epoch 0/",
+    "`Trainer.fit` stopped",
+)
 
 
 def _prepare(project: Path) -> None:
     """Tiny demo world, Arrow datasets and vocabulary, in-process (their output is not what is tested)."""
-    params = {"demo_data": {"n_images": 8, "show_progress": False}, "ingest": {"workers": 0, "min_answer_count": 1},
-              "vocab": {"vocab_size": 400}}
+    params = {
+        "demo_data": {"n_images": 8, "show_progress": False},
+        "ingest": {"workers": 0, "min_answer_count": 1},
+        "vocab": {"vocab_size": 400},
+    }
     bootstrap_project(project)
     for pipeline in ("demo_data", "ingest", "vocab"):
         with KedroSession.create(project_path=project, runtime_params=params) as session:
@@ -36,21 +46,33 @@ def _prepare(project: Path) -> None:
 def test_training_run_prints_each_event_once(kedro_project: Path):
     _prepare(kedro_project)
     section = "pretrain_stage1"
-    params = ",".join(f"{section}.{key}" for key in (
-        "data.batch_size=4", "optim.warmup=1", "trainer.max_steps=2", "trainer.log_every_n_steps=1",
-        "trainer.progress_bar=true"))
+    params = ",".join(
+        f"{section}.{key}"
+        for key in (
+            "data.batch_size=4",
+            "optim.warmup=1",
+            "trainer.max_steps=2",
+            "trainer.log_every_n_steps=1",
+            "trainer.progress_bar=true",
+        )
+    )
     env = {key: value for key, value in os.environ.items() if key not in ("VLMO_PROGRESS", "KEDRO_LOGGING_CONFIG")}
     env["KEDRO_DISABLE_TELEMETRY"] = "true"
     completed = subprocess.run(
         [sys.executable, "-m", "kedro", "run", f"--pipeline={section}", "--params", params],
-        cwd=kedro_project, env=env, capture_output=True, text=True, timeout=900,
+        cwd=kedro_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
     lines = [line for line in output.splitlines() if line.strip()]
 
-    assert not [line for line in lines if re.match(r"^(DEBUG|INFO|WARNING|ERROR): ", line)], \
+    assert not [line for line in lines if re.match(r"^(DEBUG|INFO|WARNING|ERROR): ", line)], (
         "Lightning's own handler still prints"
+    )
     messages = Counter(TIMESTAMP.sub("", line) for line in lines)
     assert [message for message, count in messages.items() if count > 1] == []
     for noise in NOISE:
@@ -59,13 +81,15 @@ def test_training_run_prints_each_event_once(kedro_project: Path):
     assert not [line for line in lines if " WARNING " in line], "a correct run warns"
 
     progress = [line for line in lines if "vlmo_pipeline.progress: stage1: step " in line]
-    assert progress and re.search(r"stage1: step 2/2 \(100 %\), loss [\d.]+, [\d.]+ steps/s, [\d.]+ samples/s, took ",
-                                  progress[-1]), progress
+    assert progress and re.search(
+        r"stage1: step 2/2 \(100 %\), loss [\d.]+, [\d.]+ steps/s, [\d.]+ samples/s, took ", progress[-1]
+    ), progress
     summary = [line for line in lines if "vlmo_pipeline.training.runner: stage1: 2 steps in " in line]
     assert len(summary) == 1 and "cpu" in summary[0]
     assert sum("parameters trainable" in line for line in lines) == 1
     assert len(lines) <= 30, "\n".join(lines)
 
     reporting = kedro_project / "data" / "08_reporting" / "stage1"
-    assert {"trainable_parameters.md", "trainable_parameters.json", "training_summary.json",
-            "hparams.yaml"} <= {path.name for path in reporting.iterdir()}
+    assert {"trainable_parameters.md", "trainable_parameters.json", "training_summary.json", "hparams.yaml"} <= {
+        path.name for path in reporting.iterdir()
+    }

@@ -52,8 +52,14 @@ def test_registry_has_the_training_chain():
     pipelines = register_pipelines()
     assert set(TRAINING_PIPELINES) <= set(pipelines)
     default_nodes = {node.name for node in pipelines["__default__"].nodes}
-    assert {"generate_demo_world", "build_vocab", "pretrain_stage1", "pretrain_stage3", "finetune_nlvr2",
-            "evaluate_models"} <= default_nodes
+    assert {
+        "generate_demo_world",
+        "build_vocab",
+        "pretrain_stage1",
+        "pretrain_stage3",
+        "finetune_nlvr2",
+        "evaluate_models",
+    } <= default_nodes
     # Each stage reads the previous stage's checkpoint dataset (the chain Kedro-Viz shows).
     inputs = {node.name: set(node.inputs) for node in pipelines["__default__"].nodes}
     assert "vocab" in inputs["pretrain_stage1"]

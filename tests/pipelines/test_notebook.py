@@ -25,7 +25,9 @@ def test_exploration_notebook_executes(kedro_project: Path, monkeypatch):
     notebooks.mkdir()
     shutil.copy(REPO / "notebooks" / "explore_demo.ipynb", notebooks)
     notebook = nbformat.read(notebooks / "explore_demo.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebooks)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebooks)}}
+    ).execute()
 
     outputs = "".join(
         output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs

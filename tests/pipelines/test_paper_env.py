@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.conftest import REPO
 from vlmo_pipeline.evaluation.suite import EvaluationConfig
 from vlmo_pipeline.models import VLMoConfig, get_config
 from vlmo_pipeline.pipelines.ingest.nodes import _config as ingest_config
@@ -25,8 +26,6 @@ from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.freezing import STAGE2_TRAINABLE
 from vlmo_pipeline.training.launch import configure_run
 from vlmo_pipeline.training.optim import configure_optimization
-
-from tests.conftest import REPO
 
 PAPER_SECTIONS = (
     "pretrain_stage1",
@@ -48,33 +47,101 @@ PAPER_SECTIONS = (
 # whose output a run starts from (§4.4 chain; §5.2 note: F30K Base starts from the COCO-fine-tuned model).
 SPEC: dict[str, dict[str, Any]] = {
     "pretrain_stage2": dict(
-        global_batch=1024, lr=2e-4, steps=200_000, epochs=None, warmup=2500, image_size=224, text_len=196,
-        weight_decay=0.01, drop_path=0.1, lr_mult=1, datasets={"text": ["train"]}, init="pretrain_stage1"),
+        global_batch=1024,
+        lr=2e-4,
+        steps=200_000,
+        epochs=None,
+        warmup=2500,
+        image_size=224,
+        text_len=196,
+        weight_decay=0.01,
+        drop_path=0.1,
+        lr_mult=1,
+        datasets={"text": ["train"]},
+        init="pretrain_stage1",
+    ),
     "pretrain_stage3": dict(
-        global_batch=1024, lr=2e-4, steps=200_000, epochs=None, warmup=2500, image_size=224, text_len=40,
-        weight_decay=0.01, drop_path=0.1, lr_mult=1,
+        global_batch=1024,
+        lr=2e-4,
+        steps=200_000,
+        epochs=None,
+        warmup=2500,
+        image_size=224,
+        text_len=40,
+        weight_decay=0.01,
+        drop_path=0.1,
+        lr_mult=1,
         datasets={"coco": ["train", "restval"], "vg": ["train"], "sbu": ["train"], "cc3m": ["train"]},
-        init="pretrain_stage2"),
+        init="pretrain_stage2",
+    ),
     "finetune_vqa": dict(
-        global_batch=128, lr=3e-5, steps=None, epochs=10, warmup=0.1, image_size=480, text_len=40,
-        weight_decay=0.01, drop_path=0.15, lr_mult=20, datasets={"vqav2": ["train", "trainable_val"]},
-        init="pretrain_stage3"),
+        global_batch=128,
+        lr=3e-5,
+        steps=None,
+        epochs=10,
+        warmup=0.1,
+        image_size=480,
+        text_len=40,
+        weight_decay=0.01,
+        drop_path=0.15,
+        lr_mult=20,
+        datasets={"vqav2": ["train", "trainable_val"]},
+        init="pretrain_stage3",
+    ),
     "finetune_nlvr2": dict(
-        global_batch=128, lr=5e-5, steps=None, epochs=10, warmup=0.1, image_size=384, text_len=40,
-        weight_decay=0.01, drop_path=0.1, lr_mult=1, datasets={"nlvr2": ["train"]}, init="pretrain_stage3"),
+        global_batch=128,
+        lr=5e-5,
+        steps=None,
+        epochs=10,
+        warmup=0.1,
+        image_size=384,
+        text_len=40,
+        weight_decay=0.01,
+        drop_path=0.1,
+        lr_mult=1,
+        datasets={"nlvr2": ["train"]},
+        init="pretrain_stage3",
+    ),
     "finetune_retrieval_coco": dict(
-        global_batch=3072, lr=3e-5, steps=3000, epochs=None, warmup=300, image_size=384, text_len=40,
-        weight_decay=0.01, drop_path=0.2, lr_mult=1, datasets={"coco": ["train", "restval"]},
-        init="pretrain_stage3"),
+        global_batch=3072,
+        lr=3e-5,
+        steps=3000,
+        epochs=None,
+        warmup=300,
+        image_size=384,
+        text_len=40,
+        weight_decay=0.01,
+        drop_path=0.2,
+        lr_mult=1,
+        datasets={"coco": ["train", "restval"]},
+        init="pretrain_stage3",
+    ),
     "finetune_retrieval_f30k": dict(
-        global_batch=3072, lr=3e-5, steps=1500, epochs=None, warmup=150, image_size=384, text_len=40,
-        weight_decay=0.01, drop_path=0.15, lr_mult=1, datasets={"f30k": ["train"]},
-        init="finetune_retrieval_coco"),
+        global_batch=3072,
+        lr=3e-5,
+        steps=1500,
+        epochs=None,
+        warmup=150,
+        image_size=384,
+        text_len=40,
+        weight_decay=0.01,
+        drop_path=0.15,
+        lr_mult=1,
+        datasets={"f30k": ["train"]},
+        init="finetune_retrieval_coco",
+    ),
 }
 BETAS, EPS = (0.9, 0.98), 1e-8
 # §4.4: run.py's stage-2 trainable substrings (everything else frozen).
-SPEC_STAGE2_TRAINABLE = {"text_embeddings", "token_type_embeddings", "mlp_text", "norm2_text", "mlm_score",
-                         "relative_position_bias_table", "transformer.norm"}
+SPEC_STAGE2_TRAINABLE = {
+    "text_embeddings",
+    "token_type_embeddings",
+    "mlp_text",
+    "norm2_text",
+    "mlm_score",
+    "relative_position_bias_table",
+    "transformer.norm",
+}
 # §4.4 stage 1: no image-only training; stage 2 starts from this BEiT-Base checkpoint.
 SPEC_BEIT_CHECKPOINT = "beit_base_patch16_224_pt22k_ft22kto1k.pth"
 
@@ -111,10 +178,16 @@ def _actual(section: str, run: RunConfig, model: VLMoConfig, by_output: dict[str
     trainer = run.trainer
     return dict(
         global_batch=run.data.batch_size * trainer.devices * trainer.num_nodes * trainer.accumulate_grad_batches,
-        lr=run.optim.lr, steps=None if trainer.max_steps == -1 else trainer.max_steps,
-        epochs=trainer.max_epochs if trainer.max_steps == -1 else None, warmup=run.optim.warmup,
-        image_size=model.image_size, text_len=run.data.max_text_len, weight_decay=run.optim.weight_decay,
-        drop_path=model.drop_path_rate, lr_mult=run.optim.lr_mult, datasets=run.data.datasets,
+        lr=run.optim.lr,
+        steps=None if trainer.max_steps == -1 else trainer.max_steps,
+        epochs=trainer.max_epochs if trainer.max_steps == -1 else None,
+        warmup=run.optim.warmup,
+        image_size=model.image_size,
+        text_len=run.data.max_text_len,
+        weight_decay=run.optim.weight_decay,
+        drop_path=model.drop_path_rate,
+        lr_mult=run.optim.lr_mult,
+        datasets=run.data.datasets,
         init=by_output.get(run.init, run.init),
     )
 

@@ -21,12 +21,16 @@ def _beit_from(model: VLMo) -> dict[str, torch.Tensor]:
             continue
         if key.startswith("transformer.norm.") or key == "transformer.mask_token":
             continue
-        beit[key[len("transformer."):].replace("mlp_imag", "mlp").replace("norm2_imag", "norm2")] = value.clone()
+        beit[key[len("transformer.") :].replace("mlp_imag", "mlp").replace("norm2_imag", "norm2")] = value.clone()
     rows, heads = model.layout.num_image_distances, model.config.num_heads
     for layer in range(model.config.depth):
-        beit[f"blocks.{layer}.attn.relative_position_bias_table"] = \
-            model.relative_position_bias_table[:rows, layer * heads:(layer + 1) * heads].clone()
-    beit["fc_norm.weight"], beit["fc_norm.bias"] = torch.ones(model.config.embed_dim), torch.zeros(model.config.embed_dim)
+        beit[f"blocks.{layer}.attn.relative_position_bias_table"] = model.relative_position_bias_table[
+            :rows, layer * heads : (layer + 1) * heads
+        ].clone()
+    beit["fc_norm.weight"], beit["fc_norm.bias"] = (
+        torch.ones(model.config.embed_dim),
+        torch.zeros(model.config.embed_dim),
+    )
     return beit
 
 

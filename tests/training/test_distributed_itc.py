@@ -39,8 +39,9 @@ def _global_inputs(n_global: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _loss_and_grads(images: torch.Tensor, texts: torch.Tensor, projection: torch.Tensor,
-                    log_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+def _loss_and_grads(
+    images: torch.Tensor, texts: torch.Tensor, projection: torch.Tensor, log_scale: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """ITC through a shared projection; returns the loss and gradients of every input."""
     images = images.clone().requires_grad_()
     texts = texts.clone().requires_grad_()
@@ -50,9 +51,15 @@ def _loss_and_grads(images: torch.Tensor, texts: torch.Tensor, projection: torch
         F.normalize(images @ projection, dim=1), F.normalize(texts @ projection, dim=1), log_scale
     )
     loss.backward()
-    return {"loss": loss.detach(), "images": images.grad, "texts": texts.grad, "projection": projection.grad,
-            "log_scale": log_scale.grad, "logits_per_image": logits_per_image.detach(),
-            "logits_per_text": logits_per_text.detach()}
+    return {
+        "loss": loss.detach(),
+        "images": images.grad,
+        "texts": texts.grad,
+        "projection": projection.grad,
+        "log_scale": log_scale.grad,
+        "logits_per_image": logits_per_image.detach(),
+        "logits_per_text": logits_per_text.detach(),
+    }
 
 
 def _recall_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,23 +82,29 @@ def _rank_recall(rank: int) -> dict[str, float]:
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)  # forked children: keep OpenMP out of the picture (and 2 cores for 2 ranks)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE,
-                            timeout=timedelta(seconds=60))  # a failing rank errors out instead of hanging
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE, timeout=timedelta(seconds=60)
+    )  # a failing rank errors out instead of hanging
     try:
         results: dict[str, object] = {"world": tuple(world_info())}
         for name, sizes in SCENARIOS.items():
             inputs = _global_inputs(sum(sizes))
             start, stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
-            outcome = _loss_and_grads(inputs["images"][start:stop], inputs["texts"][start:stop],
-                                      inputs["projection"], inputs["log_scale"])
+            outcome = _loss_and_grads(
+                inputs["images"][start:stop], inputs["texts"][start:stop], inputs["projection"], inputs["log_scale"]
+            )
             features = F.normalize(inputs["images"][start:stop], dim=1)
             itc = itc_loss(features, features, features, features, torch.tensor(0.0), torch.tensor(0.0))
             outcome["local_offset"] = itc["local_offset"]
             outcome["gathered_ids"] = all_gather_no_grad(torch.arange(start, stop))
             generator = torch.Generator().manual_seed(rank)
             draws = [
-                sample_hard_negatives(outcome["logits_per_image"][start:stop],
-                                      outcome["logits_per_text"][start:stop], itc["local_offset"], generator)
+                sample_hard_negatives(
+                    outcome["logits_per_image"][start:stop],
+                    outcome["logits_per_text"][start:stop],
+                    itc["local_offset"],
+                    generator,
+                )
                 for _ in range(100)
             ]
             outcome["neg_images"] = torch.stack([neg_images for neg_images, _ in draws])
@@ -116,8 +129,9 @@ def rank_results(tmp_path_factory) -> list[dict]:
     out_dir = tmp_path_factory.mktemp("itc_ranks")
     # fork starts the ranks in well under a second; spawn would re-import torch in each child (~10 s here).
     start_method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True,
-                       start_method=start_method)
+    mp.start_processes(
+        _worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True, start_method=start_method
+    )
     return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
 
 

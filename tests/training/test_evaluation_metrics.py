@@ -75,7 +75,8 @@ def test_retrieval_recall_matches_brute_force_on_random_features(chunk_size):
     image_feats = torch.nn.functional.normalize(torch.randn(9, 5, generator=generator), dim=1)
     text_to_image = torch.arange(9).repeat_interleave(3)[torch.randperm(27, generator=generator)]
     text_feats = torch.nn.functional.normalize(
-        image_feats[text_to_image] + 0.9 * torch.randn(27, 5, generator=generator), dim=1)
+        image_feats[text_to_image] + 0.9 * torch.randn(27, 5, generator=generator), dim=1
+    )
     result = retrieval_recall(image_feats, text_feats, text_to_image, chunk_size=chunk_size)
     scores = (image_feats @ text_feats.t()).tolist()
     assert result == pytest.approx(_brute_force_recall(scores, text_to_image.tolist(), (1, 5, 10)))
@@ -94,7 +95,8 @@ def test_retrieval_recall_metric_accumulates_and_drops_duplicates():
     image_feats = torch.nn.functional.normalize(torch.randn(6, 4, generator=generator), dim=1)
     text_to_image = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
     text_feats = torch.nn.functional.normalize(
-        image_feats[text_to_image] + torch.randn(12, 4, generator=generator), dim=1)
+        image_feats[text_to_image] + torch.randn(12, 4, generator=generator), dim=1
+    )
     expected = retrieval_recall(image_feats, text_feats, text_to_image)
 
     image_ids = torch.tensor([50, 10, 40, 20, 30, 60])  # arbitrary ids, any order
@@ -106,8 +108,7 @@ def test_retrieval_recall_metric_accumulates_and_drops_duplicates():
     text_ids = torch.arange(12)
     metric.update(text_feats=text_feats[:7], text_image_ids=image_ids[text_to_image[:7]], text_ids=text_ids[:7])
     tail = torch.tensor([7, 8, 9, 10, 11, 0])  # caption 0 repeated
-    metric.update(text_feats=text_feats[tail], text_image_ids=image_ids[text_to_image[tail]],
-                  text_ids=text_ids[tail])
+    metric.update(text_feats=text_feats[tail], text_image_ids=image_ids[text_to_image[tail]], text_ids=text_ids[tail])
     assert metric.compute() == pytest.approx(expected)
 
 

@@ -70,8 +70,9 @@ def test_random_itm_negatives_ignore_the_similarities_but_never_pick_the_own_pai
     generator = torch.Generator().manual_seed(0)
 
     def draws(mode: str) -> torch.Tensor:
-        return torch.stack([torch.stack(sample_itm_negatives(logits, logits, 0, mode=mode, generator=generator))
-                            for _ in range(500)])
+        return torch.stack(
+            [torch.stack(sample_itm_negatives(logits, logits, 0, mode=mode, generator=generator)) for _ in range(500)]
+        )
 
     hard, random_ = draws("hard"), draws("random")
     assert not torch.any(hard == own) and not torch.any(random_ == own)
@@ -86,8 +87,7 @@ def test_sampler_falls_back_to_uniform_for_unusable_rows():
     generator = torch.Generator().manual_seed(0)
     n_global = 4
     # Row 0: every other column -inf; row 1: NaN logits. Both must still get a valid, non-own negative.
-    image_rows = torch.tensor([[0.0, float("-inf"), float("-inf"), float("-inf")],
-                               [float("nan")] * 4])
+    image_rows = torch.tensor([[0.0, float("-inf"), float("-inf"), float("-inf")], [float("nan")] * 4])
     text_rows = image_rows.clone()
     seen = set()
     for _ in range(200):
@@ -132,8 +132,10 @@ def _masked_neighbour_share(mask_2d: np.ndarray) -> float:
     return float(((neighbours >= 2) & mask_2d).sum() / max(1, mask_2d.sum()))
 
 
-@pytest.mark.parametrize("grid,budget,min_patches", [((14, 14), 75, 16), ((8, 8), 26, 4), ((4, 4), 6, 4),
-                                                     ((3, 5), 6, 4), ((14, 14), 0, 16), ((2, 2), 4, 4)])
+@pytest.mark.parametrize(
+    "grid,budget,min_patches",
+    [((14, 14), 75, 16), ((8, 8), 26, 4), ((4, 4), 6, 4), ((3, 5), 6, 4), ((14, 14), 0, 16), ((2, 2), 4, 4)],
+)
 def test_blockwise_mask_hits_the_budget_exactly(grid, budget, min_patches):
     generator = torch.Generator().manual_seed(0)
     for _ in range(30):

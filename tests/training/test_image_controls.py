@@ -62,19 +62,27 @@ def _vocab_size(world: Path) -> int:
 
 
 def _vqa(world: Path, split: str = "val") -> VQADataset:
-    return VQADataset((world / "vqav2", split), transform=build_eval_transform(64), tokenizer=_tokenizer(world),
-                      max_text_len=TEXT_LEN, drop_unanswerable=True)
+    return VQADataset(
+        (world / "vqav2", split),
+        transform=build_eval_transform(64),
+        tokenizer=_tokenizer(world),
+        max_text_len=TEXT_LEN,
+        drop_unanswerable=True,
+    )
 
 
 def _nlvr2(world: Path, split: str = "dev") -> NLVR2Dataset:
-    return NLVR2Dataset((world / "nlvr2", split), transform=build_eval_transform(64), tokenizer=_tokenizer(world),
-                        max_text_len=TEXT_LEN)
+    return NLVR2Dataset(
+        (world / "nlvr2", split), transform=build_eval_transform(64), tokenizer=_tokenizer(world), max_text_len=TEXT_LEN
+    )
 
 
 def _captions(world: Path, split: str) -> tuple[ImageTextDataset, ImageTextDataset]:
     source = (world / "coco", split)
-    return (ImageTextDataset(source, transform=build_eval_transform(64), image_only=True),
-            ImageTextDataset(source, tokenizer=_tokenizer(world), max_text_len=TEXT_LEN, text_only=True))
+    return (
+        ImageTextDataset(source, transform=build_eval_transform(64), image_only=True),
+        ImageTextDataset(source, tokenizer=_tokenizer(world), max_text_len=TEXT_LEN, text_only=True),
+    )
 
 
 def _loader(dataset, batch_size: int = 5) -> DataLoader:
@@ -153,8 +161,9 @@ class LookupNLVR2(nn.Module):
 
 
 def _itm_config(world: Path, **overrides):
-    return get_config("vlmo_tiny", loss_names=("itc", "itm"), vocab_size=_vocab_size(world), drop_path_rate=0.0,
-                      **overrides)
+    return get_config(
+        "vlmo_tiny", loss_names=("itc", "itm"), vocab_size=_vocab_size(world), drop_path_rate=0.0, **overrides
+    )
 
 
 class ConstantITM(VLMo):
@@ -260,8 +269,7 @@ def test_blank_images_are_mid_grey_before_the_transform(tiny_world: Path):
             assert float(control[column].abs().max()) < 1e-5
             assert float(real[column].abs().max()) > 0.5
         assert control["sentence"] == real["sentence"] and control["label"] == real["label"]
-    pairs = with_image_rows(dataset, {row: (row + 1) % dataset.table.num_rows
-                                      for row in range(dataset.table.num_rows)})
+    pairs = with_image_rows(dataset, {row: (row + 1) % dataset.table.num_rows for row in range(dataset.table.num_rows)})
     item = pairs[0]
     source = int(dataset.row_of_sample[0]) + 1
     other = next(index for index in range(len(dataset)) if int(dataset.row_of_sample[index]) == source)
@@ -311,8 +319,10 @@ def test_nlvr2_shuffled_pairs_only_hurt_a_model_that_reads_the_images(tiny_world
     shuffled, row_map = with_shuffled_images(dataset, 0, key_column=None)
     assert all(row != other for row, other in row_map.items())
     blind = TextOnlyNLVR2(_vocab_size(tiny_world))
-    assert (evaluate_nlvr2(blind, _loader(shuffled), device=CPU)["predictions"]
-            == evaluate_nlvr2(blind, _loader(dataset), device=CPU)["predictions"])
+    assert (
+        evaluate_nlvr2(blind, _loader(shuffled), device=CPU)["predictions"]
+        == evaluate_nlvr2(blind, _loader(dataset), device=CPU)["predictions"]
+    )
     reader = LookupNLVR2(dataset)
     assert evaluate_nlvr2(reader, _loader(dataset), device=CPU)["accuracy"] == 100.0
     assert evaluate_nlvr2(reader, _loader(shuffled), device=CPU)["accuracy"] < 90.0
@@ -362,8 +372,12 @@ def test_hard_itm_negatives_follow_the_itc_similarities_with_temperature(tiny_wo
     pixels = torch.stack([images[row]["image"] for row in range(len(images))])
     chosen = [texts[index] for index in result["positives"]]
     with torch.no_grad():
-        similarity = model.encode_image(pixels) @ model.encode_text(
-            torch.stack([item["text_ids"] for item in chosen]), torch.stack([item["text_masks"] for item in chosen])).t()
+        similarity = (
+            model.encode_image(pixels)
+            @ model.encode_text(
+                torch.stack([item["text_ids"] for item in chosen]), torch.stack([item["text_masks"] for item in chosen])
+            ).t()
+        )
     similarity.fill_diagonal_(float("-inf"))
     drawn = similarity.gather(1, torch.tensor(result["negatives"]["hard"]).unsqueeze(1)).squeeze(1)
     assert torch.allclose(drawn, similarity.max(dim=1).values, atol=1e-6)  # the most similar other caption
@@ -372,14 +386,21 @@ def test_hard_itm_negatives_follow_the_itc_similarities_with_temperature(tiny_wo
 # -------------------------------------------------------------------------------------------- re-rank
 def _retrieval_model(world: Path) -> VLMo:
     torch.manual_seed(0)
-    return VLMo(get_config("vlmo_tiny", loss_names=("irtr", "itm"), vocab_size=_vocab_size(world),
-                           drop_path_rate=0.0)).eval()
+    return VLMo(
+        get_config("vlmo_tiny", loss_names=("irtr", "itm"), vocab_size=_vocab_size(world), drop_path_rate=0.0)
+    ).eval()
 
 
 def test_rerank_with_a_constant_itm_keeps_the_dual_encoder_recall(tiny_world: Path):
     images, texts = _captions(tiny_world, "train")
-    result = evaluate_retrieval(_retrieval_model(tiny_world), _loader(images), _loader(texts), rerank_k=3,
-                                device=CPU, itm_model=_seeded(ConstantITM, _itm_config(tiny_world)))
+    result = evaluate_retrieval(
+        _retrieval_model(tiny_world),
+        _loader(images),
+        _loader(texts),
+        rerank_k=3,
+        device=CPU,
+        itm_model=_seeded(ConstantITM, _itm_config(tiny_world)),
+    )
     assert set(result["rerank"]) == set(RECALL_KEYS)
     assert result["rerank"] == {key: result[key] for key in RECALL_KEYS}  # the same ranking, shifted
     assert set(result["timing"]) == {"dual_encoder_s", "rerank_s"}
@@ -416,8 +437,9 @@ def test_rerank_with_an_oracle_itm_ranks_a_true_match_first(tiny_world: Path):
     oracle = _seeded(OracleITM, _itm_config(tiny_world))
     oracle.true_pairs = _true_pairs(images, texts)
     model = _retrieval_model(tiny_world)
-    result = evaluate_retrieval(model, _loader(images), _loader(texts), rerank_k=len(texts), device=CPU,
-                                itm_model=oracle)
+    result = evaluate_retrieval(
+        model, _loader(images), _loader(texts), rerank_k=len(texts), device=CPU, itm_model=oracle
+    )
     assert result["rerank"]["ir_r1"] == 100.0 and result["ir_r1"] < 100.0  # the untrained dual encoder alone misses
     pixels = torch.stack([images[row]["image"] for row in range(len(images))])
     ids = torch.stack([texts[index]["text_ids"] for index in range(len(texts))])

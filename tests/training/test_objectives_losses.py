@@ -9,8 +9,8 @@ import torch
 
 from vlmo_pipeline.training.objectives import (
     VL_MLM_WEIGHT,
-    PixelRegressionTarget,
     MIMTarget,
+    PixelRegressionTarget,
     contrastive_loss,
     itc_loss,
     itm_accuracy,
@@ -84,8 +84,14 @@ def test_contrastive_loss_rejects_mismatched_shapes():
 def test_itc_loss_averages_both_branches():
     vl_image = [[0.0, 1.0], [1.0, 0.0], [0.8, 0.6]]
     vl_text = [[0.0, 1.0], [0.6, 0.8], [1.0, 0.0]]
-    out = itc_loss(torch.tensor(IMAGE), torch.tensor(TEXT), torch.tensor(vl_image), torch.tensor(vl_text),
-                   torch.tensor(2.0), torch.tensor(1.0))
+    out = itc_loss(
+        torch.tensor(IMAGE),
+        torch.tensor(TEXT),
+        torch.tensor(vl_image),
+        torch.tensor(vl_text),
+        torch.tensor(2.0),
+        torch.tensor(1.0),
+    )
     expected_itc = _manual_itc(IMAGE, TEXT, 2.0)
     expected_vl = _manual_itc(vl_image, vl_text, 1.0)
     assert out["itc_loss"].item() == pytest.approx(expected_itc, rel=1e-6)

@@ -130,23 +130,45 @@ class OfficialNamedModel(nn.Module):
 EXPECTED_NO_DECAY = {
     "relative_position_bias_table",  # contains "bias"
     "transformer.patch_embed.proj.bias",
-    "transformer.norm.weight", "transformer.norm.bias",
-    "text_embeddings.LayerNorm.weight", "text_embeddings.LayerNorm.bias",
-    "pooler.dense.bias", "itm_score.fc.bias",
-    "mlm_score.bias", "mlm_score.transform.dense.bias",
-    "mlm_score.transform.LayerNorm.weight", "mlm_score.transform.LayerNorm.bias",
+    "transformer.norm.weight",
+    "transformer.norm.bias",
+    "text_embeddings.LayerNorm.weight",
+    "text_embeddings.LayerNorm.bias",
+    "pooler.dense.bias",
+    "itm_score.fc.bias",
+    "mlm_score.bias",
+    "mlm_score.transform.dense.bias",
+    "mlm_score.transform.LayerNorm.weight",
+    "mlm_score.transform.LayerNorm.bias",
 }
 for _i in (0, 1):
-    EXPECTED_NO_DECAY |= {f"transformer.blocks.{_i}.{name}" for name in (
-        "norm1.weight", "norm1.bias", "attn.q_bias", "attn.v_bias", "attn.proj.bias",
-        "norm2_text.bias", "norm2_imag.bias", "mlp_text.fc1.bias", "mlp_text.fc2.bias",
-        "mlp_imag.fc1.bias", "mlp_imag.fc2.bias")}
-EXPECTED_NO_DECAY |= {"transformer.blocks.1.norm2_vl.bias", "transformer.blocks.1.mlp_vl.fc1.bias",
-                      "transformer.blocks.1.mlp_vl.fc2.bias"}
-EXPECTED_HEAD_NO_DECAY = {f"{head}.{index}.bias" for head in ("vqa_classifier", "nlvr2_classifier")
-                          for index in (0, 1, 3)}
-EXPECTED_HEAD_DECAY = {f"{head}.{index}.weight" for head in ("vqa_classifier", "nlvr2_classifier")
-                       for index in (0, 1, 3)}  # incl. the head LayerNorm ".1.weight"
+    EXPECTED_NO_DECAY |= {
+        f"transformer.blocks.{_i}.{name}"
+        for name in (
+            "norm1.weight",
+            "norm1.bias",
+            "attn.q_bias",
+            "attn.v_bias",
+            "attn.proj.bias",
+            "norm2_text.bias",
+            "norm2_imag.bias",
+            "mlp_text.fc1.bias",
+            "mlp_text.fc2.bias",
+            "mlp_imag.fc1.bias",
+            "mlp_imag.fc2.bias",
+        )
+    }
+EXPECTED_NO_DECAY |= {
+    "transformer.blocks.1.norm2_vl.bias",
+    "transformer.blocks.1.mlp_vl.fc1.bias",
+    "transformer.blocks.1.mlp_vl.fc2.bias",
+}
+EXPECTED_HEAD_NO_DECAY = {
+    f"{head}.{index}.bias" for head in ("vqa_classifier", "nlvr2_classifier") for index in (0, 1, 3)
+}
+EXPECTED_HEAD_DECAY = {
+    f"{head}.{index}.weight" for head in ("vqa_classifier", "nlvr2_classifier") for index in (0, 1, 3)
+}  # incl. the head LayerNorm ".1.weight"
 
 
 def _groups_by_name(groups: list[dict]) -> dict[str, dict]:
@@ -163,10 +185,18 @@ def test_param_groups_reproduce_the_official_substring_quirks():
     decayed = set(groups["decay"]["param_names"])
     assert decayed == all_names - EXPECTED_NO_DECAY - EXPECTED_HEAD_NO_DECAY - EXPECTED_HEAD_DECAY
     # The quirks spelled out in the spec:
-    for name in ("transformer.blocks.0.norm2_text.weight", "transformer.blocks.0.norm2_imag.weight",
-                 "transformer.blocks.1.norm2_vl.weight", "transformer.blocks.0.gamma_1",
-                 "transformer.blocks.1.gamma_2", "transformer.cls_token", "logit_scale", "logit_vl_scale",
-                 "text_embeddings.word_embeddings.weight", "token_type_embeddings.weight"):
+    for name in (
+        "transformer.blocks.0.norm2_text.weight",
+        "transformer.blocks.0.norm2_imag.weight",
+        "transformer.blocks.1.norm2_vl.weight",
+        "transformer.blocks.0.gamma_1",
+        "transformer.blocks.1.gamma_2",
+        "transformer.cls_token",
+        "logit_scale",
+        "logit_vl_scale",
+        "text_embeddings.word_embeddings.weight",
+        "token_type_embeddings.weight",
+    ):
         assert name in decayed, name
     assert groups["decay"]["weight_decay"] == 0.01 and groups["no_decay"]["weight_decay"] == 0.0
     assert groups["decay"]["lr"] == groups["no_decay"]["lr"] == 1e-4
@@ -250,15 +280,25 @@ def test_configure_optimization_applies_lr_mult_through_the_schedule():
 def test_stage2_freezing_leaves_exactly_the_official_set_trainable():
     model = OfficialNamedModel()
     trainable = set(apply_trainable_substrings(model, STAGE2_TRAINABLE, require_all_match=True))
-    expected = {name for name, _ in model.named_parameters()
-                if name.startswith(("text_embeddings.", "token_type_embeddings.", "mlm_score.",
-                                    "transformer.norm."))
-                or ".mlp_text." in name or ".norm2_text." in name or name == "relative_position_bias_table"}
+    expected = {
+        name
+        for name, _ in model.named_parameters()
+        if name.startswith(("text_embeddings.", "token_type_embeddings.", "mlm_score.", "transformer.norm."))
+        or ".mlp_text." in name
+        or ".norm2_text." in name
+        or name == "relative_position_bias_table"
+    }
     assert trainable == expected
-    for frozen_name in ("transformer.blocks.0.attn.qkv.weight", "transformer.blocks.0.norm1.weight",
-                        "transformer.blocks.0.gamma_1", "transformer.blocks.1.mlp_imag.fc1.weight",
-                        "transformer.patch_embed.proj.weight", "transformer.cls_token",
-                        "transformer.blocks.1.mlp_vl.fc1.weight", "logit_scale"):
+    for frozen_name in (
+        "transformer.blocks.0.attn.qkv.weight",
+        "transformer.blocks.0.norm1.weight",
+        "transformer.blocks.0.gamma_1",
+        "transformer.blocks.1.mlp_imag.fc1.weight",
+        "transformer.patch_embed.proj.weight",
+        "transformer.cls_token",
+        "transformer.blocks.1.mlp_vl.fc1.weight",
+        "logit_scale",
+    ):
         assert frozen_name not in trainable
 
 
@@ -286,13 +326,31 @@ def test_stage1_freezing_trains_the_image_side_only():
     model.transformer.mask_token = nn.Parameter(torch.zeros(1, 1, D))
     model.mim_head = nn.Linear(D, 12)
     trainable = set(apply_trainable_substrings(model, STAGE1_TRAINABLE))
-    assert {"transformer.mask_token", "mim_head.weight", "mim_head.bias", "relative_position_bias_table",
-            "transformer.cls_token", "transformer.patch_embed.proj.weight", "transformer.norm.weight",
-            "transformer.blocks.0.attn.qkv.weight", "transformer.blocks.0.attn.q_bias",
-            "transformer.blocks.0.norm1.weight", "transformer.blocks.0.gamma_2",
-            "transformer.blocks.1.mlp_imag.fc2.weight", "transformer.blocks.1.norm2_imag.bias"} <= trainable
-    assert not any("text" in name or "mlm" in name or "mlp_vl" in name or "norm2_vl" in name
-                   or "token_type" in name or "itc" in name or "itm" in name for name in trainable)
+    assert {
+        "transformer.mask_token",
+        "mim_head.weight",
+        "mim_head.bias",
+        "relative_position_bias_table",
+        "transformer.cls_token",
+        "transformer.patch_embed.proj.weight",
+        "transformer.norm.weight",
+        "transformer.blocks.0.attn.qkv.weight",
+        "transformer.blocks.0.attn.q_bias",
+        "transformer.blocks.0.norm1.weight",
+        "transformer.blocks.0.gamma_2",
+        "transformer.blocks.1.mlp_imag.fc2.weight",
+        "transformer.blocks.1.norm2_imag.bias",
+    } <= trainable
+    assert not any(
+        "text" in name
+        or "mlm" in name
+        or "mlp_vl" in name
+        or "norm2_vl" in name
+        or "token_type" in name
+        or "itc" in name
+        or "itm" in name
+        for name in trainable
+    )
     assert unmatched_substrings(model, STAGE1_TRAINABLE) == ["transformer.pos_embed"]
     with pytest.raises(ValueError, match="pos_embed"):
         apply_trainable_substrings(model, STAGE1_TRAINABLE, require_all_match=True)
@@ -301,5 +359,9 @@ def test_stage1_freezing_trains_the_image_side_only():
 def test_freeze_report_counts():
     model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
     apply_trainable_substrings(model, ["1."])
-    assert freeze_report(model) == {"trainable_tensors": 2, "frozen_tensors": 2,
-                                    "trainable_params": 4, "frozen_params": 9}
+    assert freeze_report(model) == {
+        "trainable_tensors": 2,
+        "frozen_tensors": 2,
+        "trainable_params": 4,
+        "frozen_params": 9,
+    }

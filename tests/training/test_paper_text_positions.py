@@ -15,6 +15,7 @@ import lightning as L
 import pytest
 import torch
 
+from tests.conftest import REPO
 from vlmo_pipeline.models import VLMo, create_model
 from vlmo_pipeline.models.checkpoint import CheckpointMismatchError
 from vlmo_pipeline.models.relpos import RelPosLayout
@@ -24,8 +25,6 @@ from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.datamodules import VLMoDataModule
 from vlmo_pipeline.training.launch import configure_run, export_outcome
 from vlmo_pipeline.training.runner import prepare_model, train
-
-from tests.conftest import REPO
 
 try:
     from .tiny_training_world import tiny_world  # noqa: F401  (fixture)
@@ -47,9 +46,16 @@ def _tiny_scale(config: RunConfig, primary: Path, work: Path) -> RunConfig:
     """conf/paper's run at test scale: one CPU process, batch 4, two steps, output below ``work``."""
     config.output_dir, config.log_dir = str(work / "model"), str(work / "log")
     config.data.root, config.data.batch_size, config.data.num_workers = str(primary), 4, 0
-    config.trainer = dataclasses.replace(config.trainer, max_steps=2, devices=1, num_nodes=1,
-                                         accumulate_grad_batches=1, checkpoint_every_n_steps=1, log_every_n_steps=1,
-                                         accelerator="cpu")
+    config.trainer = dataclasses.replace(
+        config.trainer,
+        max_steps=2,
+        devices=1,
+        num_nodes=1,
+        accumulate_grad_batches=1,
+        checkpoint_every_n_steps=1,
+        log_every_n_steps=1,
+        accelerator="cpu",
+    )
     config.optim = dataclasses.replace(config.optim, warmup=1)
     return config
 
@@ -71,8 +77,16 @@ def test_stage2_at_196_tokens_initialises_stage3_at_40(paper: dict, tiny_world: 
     assert VLMo.from_pretrained(stage1_dir).config.max_text_len == 196
 
     # stage 2: conf/paper's section, trained for two steps on 196-token text
-    stage2 = _tiny_scale(configure_run(paper["pretrain_stage2"], "conf/paper pretrain_stage2", init=stage1_dir,
-                                       dataset_dirs={"text": tiny_world / "text"}), tiny_world, tmp_path / "s2")
+    stage2 = _tiny_scale(
+        configure_run(
+            paper["pretrain_stage2"],
+            "conf/paper pretrain_stage2",
+            init=stage1_dir,
+            dataset_dirs={"text": tiny_world / "text"},
+        ),
+        tiny_world,
+        tmp_path / "s2",
+    )
     assert stage2.data.max_text_len == 196
     tokenizer = VLMoTokenizer(vocab, lowercase=True, max_len=stage2.data.max_text_len)
     batch = next(iter(VLMoDataModule(stage2, tokenizer, image_size=64, patch_size=16).train_dataloader()))
@@ -96,7 +110,7 @@ def test_stage2_at_196_tokens_initialises_stage3_at_40(paper: dict, tiny_world: 
     for name, tensor in saved.state_dict().items():  # everything else carries over unchanged
         if name not in (POSITIONS, "text_embeddings.position_ids"):
             assert torch.equal(model.state_dict()[name], tensor), name
-    assert all(block.mlp_vl is not None for block in model.transformer.blocks[model.config.vlffn_start_layer_index:])
+    assert all(block.mlp_vl is not None for block in model.transformer.blocks[model.config.vlffn_start_layer_index :])
 
     # the 40-token stage-3 model runs the fused pass on 40-token text
     model.eval()
@@ -132,8 +146,13 @@ def test_stage1_passes_its_starting_weights_through(paper: dict, tiny_world: Pat
 def test_stage2_refuses_a_stage1_model_with_40_positions(paper: dict, tiny_world: Path, tmp_path: Path):
     """Why conf/paper's stage 1 builds 196 text positions: positions can be truncated, never extended."""
     vocab = tiny_world.parent / "vocab" / "vocab.txt"
-    section = dict(paper["pretrain_stage1"], init="vlmo_tiny", init_from=None, vocab_file=str(vocab),
-                   model_overrides={"max_text_len_of_initckpt": 196})  # a 196 budget, but 40 positions
+    section = dict(
+        paper["pretrain_stage1"],
+        init="vlmo_tiny",
+        init_from=None,
+        vocab_file=str(vocab),
+        model_overrides={"max_text_len_of_initckpt": 196},
+    )  # a 196 budget, but 40 positions
     vocab_size = VLMoTokenizer(vocab, lowercase=True).vocab_size
     model = prepare_model(configure_run(section, "stage 1 with 40 text positions"), vocab_size)
     model.set_tasks(())
@@ -143,18 +162,27 @@ def test_stage2_refuses_a_stage1_model_with_40_positions(paper: dict, tiny_world
         prepare_model(stage2, vocab_size)
 
 
-@pytest.mark.parametrize("section, dataset", [("finetune_vqa", "vqav2"), ("finetune_nlvr2", "nlvr2"),
-                                              ("finetune_retrieval_coco", "coco"), ("finetune_retrieval_f30k", "f30k")])
-def test_finetunes_load_the_pretrained_model_at_their_resolution(paper: dict, tiny_world: Path, tmp_path: Path,
-                                                                  section: str, dataset: str):
+@pytest.mark.parametrize(
+    "section, dataset",
+    [
+        ("finetune_vqa", "vqav2"),
+        ("finetune_nlvr2", "nlvr2"),
+        ("finetune_retrieval_coco", "coco"),
+        ("finetune_retrieval_f30k", "f30k"),
+    ],
+)
+def test_finetunes_load_the_pretrained_model_at_their_resolution(
+    paper: dict, tiny_world: Path, tmp_path: Path, section: str, dataset: str
+):
     """conf/paper's fine-tunes start from the 224 px pretrained model at 480 (VQA) / 384 px: the image part of the
     relative-position table is resized when the model loads (spec §2 loader rule 3), text stays at 40."""
     vocab = tiny_world.parent / "vocab" / "vocab.txt"
     vocab_size = VLMoTokenizer(vocab, lowercase=True).vocab_size
     pretrained = create_model("vlmo_tiny", vocab_size=vocab_size, max_text_len_of_initckpt=196, image_size=224)
     pretrained_dir = pretrained.save_pretrained(tmp_path / "stage3", vocab_file=vocab)
-    config = configure_run(paper[section], f"conf/paper {section}", init=pretrained_dir,
-                           dataset_dirs={dataset: tiny_world / dataset})
+    config = configure_run(
+        paper[section], f"conf/paper {section}", init=pretrained_dir, dataset_dirs={dataset: tiny_world / dataset}
+    )
     model = prepare_model(config, vocab_size)
     size = config.model_overrides["image_size"]
     assert model.config.image_size == size == {"finetune_vqa": 480}.get(section, 384)

@@ -29,19 +29,38 @@ def _metrics(by_family: dict | None = None, rerank: bool = False) -> dict:
     by_family = {"presence": 80.0, "count": 40.0} if by_family is None else by_family
     return assemble_metrics(
         retrieval={"coco": _recalls(40.0), "f30k": _recalls(30.0)},
-        vqa={"score": 55.0, "score_shuffled_images": 31.0, "score_blank_images": 29.0,
-             "by_type": {"yes/no": 70.0, "number": 35.0, "other": 50.0}, "by_family": by_family},
+        vqa={
+            "score": 55.0,
+            "score_shuffled_images": 31.0,
+            "score_blank_images": 29.0,
+            "by_type": {"yes/no": 70.0, "number": 35.0, "other": 50.0},
+            "by_family": by_family,
+        },
         nlvr2={"dev_acc": 70.0, "test_acc": 68.0, "dev_acc_shuffled_images": 52.0},
-        itm={"acc_hard_negatives": 61.0, "acc_random_negatives": 83.0, "hard_negative_duplicate_rate": 2.0,
-             "random_negative_duplicate_rate": 0.0},
-        chance={"retrieval": {"coco": _recalls(1.0), "f30k": _recalls(1.0)},
-                "vqa": {"score": 20.0, "by_type": {"yes/no": 50.0, "number": 30.0, "other": 10.0},
-                        "by_family": {name: 25.0 for name in by_family}},
-                "nlvr2": {"dev_acc": 50.0, "test_acc": 51.0},
-                "itm": {"acc_hard_negatives": ITM_CHANCE, "acc_random_negatives": ITM_CHANCE}},
+        itm={
+            "acc_hard_negatives": 61.0,
+            "acc_random_negatives": 83.0,
+            "hard_negative_duplicate_rate": 2.0,
+            "random_negative_duplicate_rate": 0.0,
+        },
+        chance={
+            "retrieval": {"coco": _recalls(1.0), "f30k": _recalls(1.0)},
+            "vqa": {
+                "score": 20.0,
+                "by_type": {"yes/no": 50.0, "number": 30.0, "other": 10.0},
+                "by_family": {name: 25.0 for name in by_family},
+            },
+            "nlvr2": {"dev_acc": 50.0, "test_acc": 51.0},
+            "itm": {"acc_hard_negatives": ITM_CHANCE, "acc_random_negatives": ITM_CHANCE},
+        },
         model={"config": "vlmo_tiny"},
-        data={"coco_test": {"images": 2}, "vqa_question_counts": {"by_type": {"yes/no": 3, "number": 2, "other": 4},
-                                                                   "by_family": {"presence": 3, "count": 2}}},
+        data={
+            "coco_test": {"images": 2},
+            "vqa_question_counts": {
+                "by_type": {"yes/no": 3, "number": 2, "other": 4},
+                "by_family": {"presence": 3, "count": 2},
+            },
+        },
         timing={"retrieval_coco_dual_encoder_s": 1.5, "retrieval_coco_rerank_s": 4.0, "vqa_s": 2.0},
         retrieval_rerank={"k": 8, "coco": _recalls(45.0), "f30k": _recalls(33.0)} if rerank else None,
     )
@@ -58,8 +77,12 @@ def test_metrics_have_exactly_the_documented_shape():
     assert set(metrics["chance"]["vqa"]) == {"score", "by_type", "by_family"}
     assert set(metrics["nlvr2"]) == {"dev_acc", "test_acc", "dev_acc_shuffled_images"}
     assert set(metrics["chance"]["nlvr2"]) == {"dev_acc", "test_acc"}
-    assert set(metrics["itm"]) == {"acc_hard_negatives", "acc_random_negatives", "hard_negative_duplicate_rate",
-                                   "random_negative_duplicate_rate"}
+    assert set(metrics["itm"]) == {
+        "acc_hard_negatives",
+        "acc_random_negatives",
+        "hard_negative_duplicate_rate",
+        "random_negative_duplicate_rate",
+    }
     assert metrics["chance"]["itm"] == {"acc_hard_negatives": 50.0, "acc_random_negatives": 50.0}
     json.dumps(metrics)  # serialisable
     reranked = _metrics(rerank=True)
@@ -165,8 +188,18 @@ def test_dvc_metrics_show_prints_the_nested_metrics(tmp_path: Path):
     for section in ("vqa", "nlvr2", "itm", "retrieval_rerank", "chance"):
         assert shown[section] == metrics[section], section
     table = run("dvc", "metrics", "show")
-    for key in ("vqa.score_shuffled_images", "vqa.score_blank_images", "vqa.by_type.yes/no", "vqa.by_family.presence",
-                "nlvr2.dev_acc_shuffled_images", "itm.acc_hard_negatives", "itm.acc_random_negatives",
-                "itm.hard_negative_duplicate_rate", "retrieval_rerank.coco.tr_r1", "chance.itm.acc_hard_negatives",
-                "chance.vqa.by_type.number", "timing.retrieval_coco_rerank_s"):
+    for key in (
+        "vqa.score_shuffled_images",
+        "vqa.score_blank_images",
+        "vqa.by_type.yes/no",
+        "vqa.by_family.presence",
+        "nlvr2.dev_acc_shuffled_images",
+        "itm.acc_hard_negatives",
+        "itm.acc_random_negatives",
+        "itm.hard_negative_duplicate_rate",
+        "retrieval_rerank.coco.tr_r1",
+        "chance.itm.acc_hard_negatives",
+        "chance.vqa.by_type.number",
+        "timing.retrieval_coco_rerank_s",
+    ):
         assert key in table, key

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-
 from torch.utils.data import DataLoader
 
 from vlmo_pipeline.data.collate import collate
@@ -54,8 +53,13 @@ def tiny_models(tiny_world: Path, tmp_path_factory) -> dict[str, Path]:
     vocab = tiny_world.parent / "vocab" / "vocab.txt"
     answers = load_answer_vocab(tiny_world / "vqav2")
     torch.manual_seed(0)
-    config = get_config("vlmo_tiny", loss_names=("irtr", "itm", "vqa", "nlvr2"), vqa_num_labels=len(answers),
-                        vocab_size=len(vocab.read_text().splitlines()), drop_path_rate=0.0)
+    config = get_config(
+        "vlmo_tiny",
+        loss_names=("irtr", "itm", "vqa", "nlvr2"),
+        vqa_num_labels=len(answers),
+        vocab_size=len(vocab.read_text().splitlines()),
+        drop_path_rate=0.0,
+    )
     model = VLMo(config)
     root = tmp_path_factory.mktemp("gallery_models")
     return {name: model.save_pretrained(root / name, vocab_file=vocab) for name in MODEL_NAMES}
@@ -119,24 +123,35 @@ def test_gallery_leaves_the_metrics_shape_unchanged(evaluation, report_dir: Path
         k = row["k"]
         assert float(row["coco_t2i"]) == pytest.approx(metrics["retrieval"]["coco"][f"ir_r{k}"], abs=1e-3)
         assert float(row["f30k_i2t"]) == pytest.approx(metrics["retrieval"]["f30k"][f"tr_r{k}"], abs=1e-3)
-        assert float(row["chance_coco_i2t"]) == pytest.approx(metrics["chance"]["retrieval"]["coco"][f"tr_r{k}"],
-                                                              abs=1e-3)
+        assert float(row["chance_coco_i2t"]) == pytest.approx(
+            metrics["chance"]["retrieval"]["coco"][f"tr_r{k}"], abs=1e-3
+        )
 
 
-def test_image_controls_and_breakdowns_are_metrics_of_every_run(evaluation, tiny_world: Path, tiny_models,
-                                                                  report_dir: Path):
+def test_image_controls_and_breakdowns_are_metrics_of_every_run(
+    evaluation, tiny_world: Path, tiny_models, report_dir: Path
+):
     """Every run reports the image controls, VQA per answer type and per question family (whatever families
     `question_family` finds in the split), ITM of the stage-3 model, and draws the per-family scores."""
     metrics = evaluation.metrics
     vqa = metrics["vqa"]
     assert {"score_shuffled_images", "score_blank_images"} <= set(vqa)
     assert "dev_acc_shuffled_images" in metrics["nlvr2"]
-    assert set(metrics["itm"]) == {"acc_hard_negatives", "acc_random_negatives", "hard_negative_duplicate_rate",
-                                   "random_negative_duplicate_rate"}
+    assert set(metrics["itm"]) == {
+        "acc_hard_negatives",
+        "acc_random_negatives",
+        "hard_negative_duplicate_rate",
+        "random_negative_duplicate_rate",
+    }
     assert "retrieval_rerank" not in metrics  # rerank_k = 0
     tokenizer = VLMoTokenizer(tiny_models["vqa"] / "vocab.txt", lowercase=True, max_len=32)
-    dataset = VQADataset((tiny_world / "vqav2", "val"), transform=build_eval_transform(64), tokenizer=tokenizer,
-                         max_text_len=32, drop_unanswerable=True)
+    dataset = VQADataset(
+        (tiny_world / "vqav2", "val"),
+        transform=build_eval_transform(64),
+        tokenizer=tokenizer,
+        max_text_len=32,
+        drop_unanswerable=True,
+    )
     questions = [dataset[index] for index in range(len(dataset))]
     families = [question_family(item["question"]) for item in questions]
     present = [family for family in QUESTION_FAMILIES if family in families]
@@ -201,9 +216,15 @@ def test_example_ranks_come_from_the_scores_the_recall_used(tiny_world: Path, ti
     def loader(dataset):
         return DataLoader(dataset, batch_size=3, shuffle=False, collate_fn=collate)
 
-    result = evaluate_retrieval(VLMo.from_pretrained(tiny_models["retrieval_coco"]), loader(images), loader(texts),
-                                rerank_k=rerank_k, device=torch.device("cpu"),
-                                example_queries=range(len(texts)), example_depth=1)
+    result = evaluate_retrieval(
+        VLMo.from_pretrained(tiny_models["retrieval_coco"]),
+        loader(images),
+        loader(texts),
+        rerank_k=rerank_k,
+        device=torch.device("cpu"),
+        example_queries=range(len(texts)),
+        example_depth=1,
+    )
     examples = result.pop("examples")
     timing = result.pop("timing")
     assert set(timing) == ({"dual_encoder_s", "rerank_s"} if rerank_k else {"dual_encoder_s"})
@@ -217,8 +238,13 @@ def test_example_ranks_come_from_the_scores_the_recall_used(tiny_world: Path, ti
         assert example["ground_truth"] == int(texts.row_of_sample[index])
         assert (example["image_rows"] == [example["ground_truth"]]) == (example["ground_truth_rank"] == 1)
     with pytest.raises(ValueError, match=r"example_queries \[99\] outside"):
-        evaluate_retrieval(VLMo.from_pretrained(tiny_models["retrieval_coco"]), loader(images), loader(texts),
-                           device=torch.device("cpu"), example_queries=[99])
+        evaluate_retrieval(
+            VLMo.from_pretrained(tiny_models["retrieval_coco"]),
+            loader(images),
+            loader(texts),
+            device=torch.device("cpu"),
+            example_queries=[99],
+        )
 
 
 def test_retrieval_example_whose_image_is_not_in_the_top_is_drawn_after_them(tiny_world: Path, tmp_path: Path):
@@ -227,8 +253,16 @@ def test_retrieval_example_whose_image_is_not_in_the_top_is_drawn_after_them(tin
     texts = ImageTextDataset((tiny_world / "coco", "test"), tokenizer=tokenizer, max_text_len=32, text_only=True)
     truth = int(texts.row_of_sample[0])
     other = 1 - truth
-    ranked = [{"text_row": 0, "image_rows": [other], "scores": [0.5], "ground_truth": truth,
-               "ground_truth_rank": 2, "ground_truth_score": 0.25}]
+    ranked = [
+        {
+            "text_row": 0,
+            "image_rows": [other],
+            "scores": [0.5],
+            "ground_truth": truth,
+            "ground_truth_rank": 2,
+            "ground_truth_score": 0.25,
+        }
+    ]
     [example] = retrieval_examples(images, texts, ranked)
     assert example.caption == texts[0]["caption"]
     assert [entry.is_ground_truth for entry in example.ranked] == [False]
@@ -245,8 +279,13 @@ def test_retrieval_example_whose_image_is_not_in_the_top_is_drawn_after_them(tin
 def test_vqa_examples_agree_with_the_dataset_targets(evaluation, tiny_world: Path, tiny_models):
     examples = evaluation.gallery.vqa
     tokenizer = VLMoTokenizer(tiny_models["vqa"] / "vocab.txt", lowercase=True, max_len=32)
-    dataset = VQADataset((tiny_world / "vqav2", "val"), transform=build_eval_transform(64), tokenizer=tokenizer,
-                         max_text_len=32, drop_unanswerable=True)
+    dataset = VQADataset(
+        (tiny_world / "vqav2", "val"),
+        transform=build_eval_transform(64),
+        tokenizer=tokenizer,
+        max_text_len=32,
+        drop_unanswerable=True,
+    )
     assert len(examples) == min(8, len(dataset))
     vocabulary = dataset.answer_vocab
     for index, example in zip(spread(len(dataset), 8), examples):
@@ -265,8 +304,9 @@ def test_vqa_examples_agree_with_the_dataset_targets(evaluation, tiny_world: Pat
 def test_nlvr2_examples_agree_with_the_dataset_labels(evaluation, tiny_world: Path, tiny_models):
     examples = evaluation.gallery.nlvr2
     tokenizer = VLMoTokenizer(tiny_models["nlvr2"] / "vocab.txt", lowercase=True, max_len=32)
-    dataset = NLVR2Dataset((tiny_world / "nlvr2", "dev"), transform=build_eval_transform(64), tokenizer=tokenizer,
-                           max_text_len=32)
+    dataset = NLVR2Dataset(
+        (tiny_world / "nlvr2", "dev"), transform=build_eval_transform(64), tokenizer=tokenizer, max_text_len=32
+    )
     assert len(examples) == min(6, len(dataset))
     for index, example in zip(spread(len(dataset), 6), examples):
         item = dataset[index]
@@ -283,8 +323,9 @@ def test_nlvr2_examples_agree_with_the_dataset_labels(evaluation, tiny_world: Pa
 
 def test_markdown_cells_are_escaped_and_math_signs_are_drawn_as_text(tmp_path: Path):
     image = Image.new("RGB", (32, 32), "white")
-    example = RetrievalExample(caption="a $5 | cheap\nsign", ranked=[RankedImage(image, "x|1", 0.5, True)],
-                               ground_truth_rank=1)
+    example = RetrievalExample(
+        caption="a $5 | cheap\nsign", ranked=[RankedImage(image, "x|1", 0.5, True)], ground_truth_rank=1
+    )
     lines = gallery_markdown(Gallery(retrieval=[example]), {"retrieval": "retrieval_gallery.png"})
     row = next(line for line in lines if "cheap" in line)
     assert "a $5 \\| cheap sign" in row and row.count(" | ") == 2
@@ -294,16 +335,23 @@ def test_markdown_cells_are_escaped_and_math_signs_are_drawn_as_text(tmp_path: P
 
 
 def test_zero_gallery_counts_leave_the_examples_out(tiny_world: Path, tiny_models, tmp_path: Path):
-    config = EvaluationConfig(batch_size=8, device="cpu", max_text_len=32, gallery_captions=0, gallery_vqa=0,
-                              gallery_nlvr2=0, rerank_k=2)
-    result = run_evaluation(config, tiny_models, {name: tiny_world / name for name in ("coco", "f30k", "vqav2",
-                                                                                       "nlvr2")})
+    config = EvaluationConfig(
+        batch_size=8, device="cpu", max_text_len=32, gallery_captions=0, gallery_vqa=0, gallery_nlvr2=0, rerank_k=2
+    )
+    result = run_evaluation(
+        config, tiny_models, {name: tiny_world / name for name in ("coco", "f30k", "vqav2", "nlvr2")}
+    )
     assert result.gallery.is_empty()
     # re-ranking on: the re-ranked recall of both datasets next to the dual encoder's, each timed
     rerank = result.metrics["retrieval_rerank"]
     assert rerank["k"] == 2 and set(rerank["coco"]) == set(RECALL_KEYS) and set(rerank["f30k"]) == set(RECALL_KEYS)
-    assert {"retrieval_coco_dual_encoder_s", "retrieval_coco_rerank_s", "retrieval_f30k_rerank_s",
-            "itm_s", "total_s"} <= set(result.metrics["timing"])
+    assert {
+        "retrieval_coco_dual_encoder_s",
+        "retrieval_coco_rerank_s",
+        "retrieval_f30k_rerank_s",
+        "itm_s",
+        "total_s",
+    } <= set(result.metrics["timing"])
     write_report(tmp_path, result.metrics, {}, {}, gallery=result.gallery)
     assert "## Examples" not in (tmp_path / "report.md").read_text()
     assert not any((tmp_path / name).exists() for name in GALLERY_FILES.values())

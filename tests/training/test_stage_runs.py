@@ -117,8 +117,9 @@ def test_resume_from_last_checkpoint_continues_the_run(tiny_world: Path, stage1_
     assert fresh.summary["resumed_from"] is None and fresh.summary["global_step"] == 2
 
 
-def test_resume_is_refused_when_the_starting_weights_changed(tiny_world: Path, stage1_dir: Path,
-                                                             stage2_dir: Path, tmp_path: Path):
+def test_resume_is_refused_when_the_starting_weights_changed(
+    tiny_world: Path, stage1_dir: Path, stage2_dir: Path, tmp_path: Path
+):
     train(tiny_run("stage3", tiny_world, tmp_path, init=stage2_dir, steps=1))
     other_start = train(tiny_run("stage3", tiny_world, tmp_path, init=stage1_dir, steps=1))
     assert other_start.summary["resumed_from"] is None
@@ -155,11 +156,14 @@ def test_missing_previous_stage_is_a_clear_error(tiny_world: Path, tmp_path: Pat
 def test_itc_temperature_init_sets_the_temperatures_this_run_creates(tmp_path):
     import math
 
-    fresh = prepare_model(run_config_from_dict({"stage": "retrieval", "init": "vlmo_tiny", "itc_temperature_init": 0.5}),
-                          vocab_size=300)
+    fresh = prepare_model(
+        run_config_from_dict({"stage": "retrieval", "init": "vlmo_tiny", "itc_temperature_init": 0.5}), vocab_size=300
+    )
     assert float(fresh.logit_scale) == pytest.approx(math.log(2.0))
     fresh.logit_scale.data.fill_(1.25)
     fresh.save_pretrained(tmp_path / "ckpt")
-    loaded = prepare_model(run_config_from_dict({"stage": "retrieval", "init": str(tmp_path / "ckpt"),
-                                                 "itc_temperature_init": 0.5}), vocab_size=300)
+    loaded = prepare_model(
+        run_config_from_dict({"stage": "retrieval", "init": str(tmp_path / "ckpt"), "itc_temperature_init": 0.5}),
+        vocab_size=300,
+    )
     assert float(loaded.logit_scale) == pytest.approx(1.25)  # a loaded temperature is never touched

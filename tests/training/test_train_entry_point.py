@@ -35,7 +35,10 @@ def test_entry_point_trains_stage1_from_a_kedro_parameters_file(tiny_world: Path
     params.write_text(yaml.safe_dump(document))
     result = subprocess.run(
         [sys.executable, "-m", "vlmo_pipeline.train", "stage1", "--params", str(params), "--devices", "1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     model_dir = tmp_path / "models" / "stage1"

@@ -57,11 +57,17 @@ def _states(table: dict) -> dict[str, str]:
     return {row["group"]: row["state"] for row in table["groups"]}
 
 
-def test_stage2_run_writes_a_table_that_follows_the_freezing_rule(tiny_world: Path, stage1_like_dir: Path,
-                                                                  tmp_path: Path, caplog):
-    config = tiny_run("stage2", tiny_world, tmp_path, init=stage1_like_dir, steps=2,
-                      trainer={"max_steps": 2, "log_every_n_steps": 1, "progress_bar": True,
-                               "checkpoint_every_n_steps": 1})
+def test_stage2_run_writes_a_table_that_follows_the_freezing_rule(
+    tiny_world: Path, stage1_like_dir: Path, tmp_path: Path, caplog
+):
+    config = tiny_run(
+        "stage2",
+        tiny_world,
+        tmp_path,
+        init=stage1_like_dir,
+        steps=2,
+        trainer={"max_steps": 2, "log_every_n_steps": 1, "progress_bar": True, "checkpoint_every_n_steps": 1},
+    )
     caplog.set_level(logging.INFO)
     outcome = train(config)
     log_dir = Path(config.log_dir)
@@ -73,11 +79,25 @@ def test_stage2_run_writes_a_table_that_follows_the_freezing_rule(tiny_world: Pa
     states = _states(table)
     # Official stage 2 (run.py): shared attention, norm1, layer scale, V-FFN (+ norm), patch embedding, image CLS
     # frozen; L-FFN (+ norm), text and token-type embeddings, MLM head, rel-pos table and final norm trainable.
-    for group in ("shared attention", "attention norm (norm1)", "layer scale (gamma_1, gamma_2)", "V-FFN",
-                  "V-FFN norm", "patch embedding", "image CLS / position embedding"):
+    for group in (
+        "shared attention",
+        "attention norm (norm1)",
+        "layer scale (gamma_1, gamma_2)",
+        "V-FFN",
+        "V-FFN norm",
+        "patch embedding",
+        "image CLS / position embedding",
+    ):
         assert states[group] == "frozen", group
-    for group in ("L-FFN", "L-FFN norm", "text embeddings", "modality (token-type) embeddings", "MLM head",
-                  "relative position bias", "final norm"):
+    for group in (
+        "L-FFN",
+        "L-FFN norm",
+        "text embeddings",
+        "modality (token-type) embeddings",
+        "MLM head",
+        "relative position bias",
+        "final norm",
+    ):
         assert states[group] == "trainable", group
     assert OTHER not in states and "VL-FFN" not in states  # no VL-FFN before stage 3
     assert table["trainable_rule"] == list(config.trainable)
@@ -104,12 +124,24 @@ def test_stage2_run_writes_a_table_that_follows_the_freezing_rule(tiny_world: Pa
 def test_stage1_and_stage3_tables_are_sane(tiny_world: Path, stage1_like_dir: Path, tmp_path: Path):
     stage1 = _table(tiny_run("stage1", tiny_world, tmp_path))
     states = _states(stage1)
-    for group in ("shared attention", "V-FFN", "patch embedding", "MIM mask token + head (stage 1)",
-                  "relative position bias"):
+    for group in (
+        "shared attention",
+        "V-FFN",
+        "patch embedding",
+        "MIM mask token + head (stage 1)",
+        "relative position bias",
+    ):
         assert states[group] == "trainable", group
     assert {"text embeddings", "L-FFN", "L-FFN norm"} <= set(states)
-    for group in ("text embeddings", "modality (token-type) embeddings", "L-FFN", "L-FFN norm", "VL-FFN",
-                  "VL-FFN norm", "MLM head"):
+    for group in (
+        "text embeddings",
+        "modality (token-type) embeddings",
+        "L-FFN",
+        "L-FFN norm",
+        "VL-FFN",
+        "VL-FFN norm",
+        "MLM head",
+    ):
         assert states.get(group, "frozen") == "frozen", group
 
     stage3 = _table(tiny_run("stage3", tiny_world, tmp_path, init=stage1_like_dir))
@@ -137,20 +169,36 @@ def test_report_links_each_stage_table(tmp_path: Path):
     run_dir, report_dir = tmp_path / "08_reporting" / "stage2", tmp_path / "08_reporting" / "report"
     run_dir.mkdir(parents=True)
     (run_dir / TABLE_NAME).write_text("# table\n")
-    stages = {"stage2": {"global_step": 3, "first_loss": 6.0, "last_loss": 5.0, "seconds": 2.0,
-                         "log_csv": str(run_dir / "metrics.csv"),
-                         "parameters": {"trainable_params": 624761, "frozen_params": 908672}},
-              "vqa": {"global_step": 3, "log_csv": str(tmp_path / "08_reporting" / "vqa" / "metrics.csv")}}
+    stages = {
+        "stage2": {
+            "global_step": 3,
+            "first_loss": 6.0,
+            "last_loss": 5.0,
+            "seconds": 2.0,
+            "log_csv": str(run_dir / "metrics.csv"),
+            "parameters": {"trainable_params": 624761, "frozen_params": 908672},
+        },
+        "vqa": {"global_step": 3, "log_csv": str(tmp_path / "08_reporting" / "vqa" / "metrics.csv")},
+    }
     links = parameter_table_links(report_dir, stages)
     assert links == {"stage2": "../stage2/trainable_parameters.md"}  # vqa wrote none: no dangling link
-    metrics = {"retrieval": {}, "chance": {"retrieval": {}, "vqa": {"score": 1.0}, "nlvr2": {"dev_acc": 50.0,
-               "test_acc": 50.0}, "itm": {"acc_hard_negatives": 50.0, "acc_random_negatives": 50.0}},
-               "vqa": {"score": 1.0, "score_shuffled_images": 1.0, "score_blank_images": 1.0, "by_type": {},
-                       "by_family": {}},
-               "nlvr2": {"dev_acc": 1.0, "test_acc": 1.0, "dev_acc_shuffled_images": 1.0},
-               "itm": {"acc_hard_negatives": 1.0, "acc_random_negatives": 1.0, "hard_negative_duplicate_rate": 0.0,
-                       "random_negative_duplicate_rate": 0.0}}
+    metrics = {
+        "retrieval": {},
+        "chance": {
+            "retrieval": {},
+            "vqa": {"score": 1.0},
+            "nlvr2": {"dev_acc": 50.0, "test_acc": 50.0},
+            "itm": {"acc_hard_negatives": 50.0, "acc_random_negatives": 50.0},
+        },
+        "vqa": {"score": 1.0, "score_shuffled_images": 1.0, "score_blank_images": 1.0, "by_type": {}, "by_family": {}},
+        "nlvr2": {"dev_acc": 1.0, "test_acc": 1.0, "dev_acc_shuffled_images": 1.0},
+        "itm": {
+            "acc_hard_negatives": 1.0,
+            "acc_random_negatives": 1.0,
+            "hard_negative_duplicate_rate": 0.0,
+            "random_negative_duplicate_rate": 0.0,
+        },
+    }
     text = render_report_markdown(metrics, stages, {}, parameter_tables=links)
     assert "| stage2 | 3 | 6.0 | 5.0 | 2.0 | 624,761 / 1,533,433 ([table](../stage2/trainable_parameters.md)) |" in text
     assert "| vqa | 3 | n/a | n/a | n/a | n/a |" in text
-

@@ -28,9 +28,13 @@ def build_tiny_world(root: Path, n_images: int = 8) -> Path:
     for name in DATASETS:
         image_root = raw / "coco" if name == "vqav2" else None
         ingest_dataset(name, raw / name, primary / name, config=config, image_root=image_root, show_progress=False)
-    build_vocab(VocabConfig(vocab_size=400, corpora={"text": ["train"], "coco": ["train"], "vqav2": ["train"],
-                                                     "nlvr2": ["train"]}),
-                {name: primary / name for name in DATASETS}, root / "vocab")
+    build_vocab(
+        VocabConfig(
+            vocab_size=400, corpora={"text": ["train"], "coco": ["train"], "vqav2": ["train"], "nlvr2": ["train"]}
+        ),
+        {name: primary / name for name in DATASETS},
+        root / "vocab",
+    )
     return primary
 
 
@@ -52,8 +56,15 @@ STAGE_DATASETS: dict[str, dict[str, list[str]]] = {
 }
 
 
-def tiny_run(stage: str, primary: Path, workdir: Path, init: str | Path = "vlmo_tiny", name: str | None = None,
-             steps: int = 2, **overrides: Any) -> RunConfig:
+def tiny_run(
+    stage: str,
+    primary: Path,
+    workdir: Path,
+    init: str | Path = "vlmo_tiny",
+    name: str | None = None,
+    steps: int = 2,
+    **overrides: Any,
+) -> RunConfig:
     """A few-step, batch-4 run of ``stage`` on the tiny world, writing below ``workdir``."""
     name = name or stage
     values: dict[str, Any] = {
@@ -63,8 +74,13 @@ def tiny_run(stage: str, primary: Path, workdir: Path, init: str | Path = "vlmo_
         "output_dir": str(workdir / "models" / name),
         "log_dir": str(workdir / "reports" / name),
         "model_overrides": {"drop_path_rate": 0.0},
-        "data": {"root": str(primary), "datasets": STAGE_DATASETS[stage], "batch_size": 4, "max_text_len": 32,
-                 "hflip": False},
+        "data": {
+            "root": str(primary),
+            "datasets": STAGE_DATASETS[stage],
+            "batch_size": 4,
+            "max_text_len": 32,
+            "hflip": False,
+        },
         "optim": {"lr": 1e-3, "warmup": 1},
         "trainer": {"max_steps": steps, "log_every_n_steps": 1, "progress_bar": False, "checkpoint_every_n_steps": 1},
     }

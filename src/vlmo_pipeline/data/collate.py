@@ -99,9 +99,17 @@ class WholeWordMaskCollator:
             self.continuation = tokenizer.continuation_table()
         else:
             self.continuation = None
-        missing = [name for name, value in
-                   {"vocab_size": vocab_size, "mask_id": mask_id, "cls_id": cls_id, "sep_id": sep_id,
-                    "pad_id": pad_id}.items() if value is None]
+        missing = [
+            name
+            for name, value in {
+                "vocab_size": vocab_size,
+                "mask_id": mask_id,
+                "cls_id": cls_id,
+                "sep_id": sep_id,
+                "pad_id": pad_id,
+            }.items()
+            if value is None
+        ]
         if missing:
             raise ValueError(f"WholeWordMaskCollator needs a tokenizer or the ids {missing}")
         if not 0.0 < mlm_probability < 1.0:

@@ -23,7 +23,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +37,7 @@ SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5,})\.arrow$")
 ANSWER_VOCAB_FILE = "answer_vocab.json"
 
 #: A shard source: ``(root, dataset, split)``, or a dataset directory / shard file path (split from the argument).
-SourceSpec = Union[tuple, str, os.PathLike]
+SourceSpec = tuple | str | os.PathLike
 Transform = Callable[[Any], torch.Tensor]
 
 
@@ -247,9 +247,7 @@ class ShardedArrowTable:
     def where(self, row: int) -> str:
         """Human-readable location of a global row: ``<shard path> row <n>`` (row within the shard)."""
         shard_index, batch_index, local_row = self.locate(row)
-        row_in_shard = local_row + sum(
-            self._batch(shard_index, earlier).num_rows for earlier in range(batch_index)
-        )
+        row_in_shard = local_row + sum(self._batch(shard_index, earlier).num_rows for earlier in range(batch_index))
         return f"{self.shard_paths[shard_index]} row {row_in_shard}"
 
     def scalar(self, row: int, column: str) -> pa.Scalar:
@@ -425,8 +423,7 @@ class TextDataset(ImageTextDataset):
         tokenizer: Any | None = None,
         max_text_len: int = 196,
     ) -> None:
-        super().__init__(sources, split, transform=None, tokenizer=tokenizer, max_text_len=max_text_len,
-                         text_only=True)
+        super().__init__(sources, split, transform=None, tokenizer=tokenizer, max_text_len=max_text_len, text_only=True)
 
 
 class VQADataset(_ArrowDataset):

@@ -22,8 +22,8 @@ import random
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -245,7 +245,8 @@ def _write_coco(root: Path, rng: random.Random, world: _World, counts: dict[str,
                 "height": world.image_size,
                 "width": world.image_size,
                 "date_captured": captured,
-                "flickr_url": f"{DEMO_HOST}/flickr/{rng.randrange(1000, 9999)}/{image_id}_{rng.getrandbits(40):010x}.jpg",
+                "flickr_url": f"{DEMO_HOST}/flickr/{rng.randrange(1000, 9999)}/"
+                f"{image_id}_{rng.getrandbits(40):010x}.jpg",
                 "id": image_id,
             }
         )
@@ -572,7 +573,7 @@ def _nlvr2_set(rng: random.Random, image_size: int) -> tuple[list[sc.Statement],
     all_scenes = [scene for pair in pairs for scene in pair]
     for _ in range(80):
         candidate = sc.random_statement(rng, hint=rng.choice(all_scenes))
-        if candidate.sentence != statement.sentence and sum(candidate.holds(l, r) for l, r in pairs) == 2:
+        if candidate.sentence != statement.sentence and sum(candidate.holds(left, right) for left, right in pairs) == 2:
             statements.append(candidate)
             break
     return statements, pairs

@@ -155,7 +155,8 @@ def exif_orientation(image: Image.Image) -> int:
 
 def has_transparency(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "La", "PA", "RGBa") or (
-        image.mode in ("P", "L", "RGB") and "transparency" in image.info)
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
 
 
 def needs_normalization(image: Image.Image, exif_transpose: bool = True) -> bool:
@@ -220,9 +221,14 @@ def read_image_source(source: ImageSource, options: ImageOptions = ImageOptions(
     :class:`ImageRejected` (``missing_file``, ``not_regular_file``, ``too_large``, ``outside_root``,
     ``unreadable_file``, ``truncated_image`` for a short byte range)."""
     try:
-        return read_regular_file(source.path, limit=options.max_bytes, root=source.root,
-                                 allow_outside=options.allow_outside_symlinks, offset=source.offset,
-                                 length=source.length)
+        return read_regular_file(
+            source.path,
+            limit=options.max_bytes,
+            root=source.root,
+            allow_outside=options.allow_outside_symlinks,
+            offset=source.offset,
+            length=source.length,
+        )
     except FileRejected as rejected:
         raise ImageRejected(rejected.reason, rejected.detail) from None
 

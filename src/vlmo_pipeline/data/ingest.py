@@ -29,7 +29,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ class IngestOutcomeError(RuntimeError):
     def __init__(self, message: str, summary: dict[str, Any]):
         self.summary = summary
         super().__init__(message)
+
 
 DATASETS: tuple[str, ...] = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
 
@@ -128,20 +129,29 @@ class IngestConfig:
         if self.max_image_pixels < 1 or self.max_caption_chars < 1 or self.min_answer_count < 1:
             raise ValueError("max_image_pixels, max_caption_chars and min_answer_count must be >= 1")
         if self.vqav2_rest_val_images < 0:
-            raise ValueError(f"vqav2_rest_val_images must be >= 0 (0 = keep val whole); got "
-                             f"{self.vqav2_rest_val_images}")
+            raise ValueError(
+                f"vqav2_rest_val_images must be >= 0 (0 = keep val whole); got {self.vqav2_rest_val_images}"
+            )
         if self.max_image_bytes < 1:
             raise ValueError(f"max_image_bytes must be >= 1, got {self.max_image_bytes}")
         if not 0.0 <= self.max_reject_rate <= 1.0:
-            raise ValueError(f"max_reject_rate must be in [0, 1] (1 = only a split without any kept row fails), "
-                             f"got {self.max_reject_rate}")
+            raise ValueError(
+                f"max_reject_rate must be in [0, 1] (1 = only a split without any kept row fails), "
+                f"got {self.max_reject_rate}"
+            )
         # Accept a list from YAML/Kedro parameters but keep the dataclass hashable.
         object.__setattr__(self, "vqa_vocab_splits", tuple(self.vqa_vocab_splits))
 
     @property
     def image_options(self) -> ImageOptions:
-        return ImageOptions(self.max_image_pixels, self.max_image_side, self.jpeg_quality, self.max_image_bytes,
-                            self.allow_outside_symlinks, self.exif_transpose)
+        return ImageOptions(
+            self.max_image_pixels,
+            self.max_image_side,
+            self.jpeg_quality,
+            self.max_image_bytes,
+            self.allow_outside_symlinks,
+            self.exif_transpose,
+        )
 
 
 # --- readers ----------------------------------------------------------------------------------------------------
@@ -158,15 +168,29 @@ def open_raw_source(
     options = dict(reader_options or {})
     common = {"max_caption_chars": config.max_caption_chars}
     if name == "vqav2":
-        return open_vqav2(raw_root, image_root=image_root, min_answer_count=config.min_answer_count,
-                          vocab_splits=config.vqa_vocab_splits, rest_val_images=config.vqav2_rest_val_images,
-                          rest_val_seed=config.vqav2_rest_val_seed, **common, **options)
+        return open_vqav2(
+            raw_root,
+            image_root=image_root,
+            min_answer_count=config.min_answer_count,
+            vocab_splits=config.vqa_vocab_splits,
+            rest_val_images=config.vqav2_rest_val_images,
+            rest_val_seed=config.vqav2_rest_val_seed,
+            **common,
+            **options,
+        )
     if image_root is not None:
         raise ValueError(f"image_root is only used by vqav2, not {name!r}")
     if name in ("cc3m", "sbu", "text"):  # readers that open files themselves (captions, corpus files)
         common["allow_outside_symlinks"] = config.allow_outside_symlinks
-    openers = {"coco": open_coco, "f30k": open_f30k, "vg": open_vg, "cc3m": open_cc3m, "sbu": open_sbu,
-               "nlvr2": open_nlvr2, "text": open_text}
+    openers = {
+        "coco": open_coco,
+        "f30k": open_f30k,
+        "vg": open_vg,
+        "cc3m": open_cc3m,
+        "sbu": open_sbu,
+        "nlvr2": open_nlvr2,
+        "text": open_text,
+    }
     if name not in openers:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     return openers[name](raw_root, **common, **options)
@@ -272,14 +296,20 @@ def ingest_dataset(
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     source = open_raw_source(name, raw_root, config, image_root, reader_options)
     out_dir = prepare_output_dir(out_dir, extra_files=[*source.artifacts, FAILURE_NAME])
-    writers = SplitWriters(out_dir, schema_for(name), shard_rows=config.shard_rows, shard_bytes=config.shard_bytes,
-                           batch_rows=config.batch_rows)
+    writers = SplitWriters(
+        out_dir,
+        schema_for(name),
+        shard_rows=config.shard_rows,
+        shard_bytes=config.shard_bytes,
+        batch_rows=config.batch_rows,
+    )
     rejects = RejectLog(out_dir)
     rows_per_split: Counter[str] = Counter()
     tally = OutcomeTally()
     # The bar counts written rows against the number of annotated records (rejects shown as a postfix).
-    progress = tqdm(total=source.total, desc=f"ingest {name}", unit="row", disable=not show_progress,
-                    dynamic_ncols=True)
+    progress = tqdm(
+        total=source.total, desc=f"ingest {name}", unit="row", disable=not show_progress, dynamic_ncols=True
+    )
     try:
         total = source.total if source.has_images else 0  # no images: nothing for workers to do
         for result in process_items(source.items, config, total):
@@ -310,24 +340,38 @@ def ingest_dataset(
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "dataset": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "splits": {split: rows_per_split.get(split, 0)
-                   for split in [*source.splits, *sorted(set(rows_per_split) - set(source.splits))]},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "splits": {
+            split: rows_per_split.get(split, 0)
+            for split in [*source.splits, *sorted(set(rows_per_split) - set(source.splits))]
+        },
         "shards": shard_infos_to_json(shards),
         "rejects": rejects.count,
         "rejects_by_reason": dict(sorted(rejects.by_reason.items())),
         "sources": [str(Path(s)) for s in source.sources],
-        "parameters": _jsonable({**asdict(config), "raw_root": raw_root, "image_root": image_root,
-                                 "reader_options": dict(reader_options or {})}),
+        "parameters": _jsonable(
+            {
+                **asdict(config),
+                "raw_root": raw_root,
+                "image_root": image_root,
+                "reader_options": dict(reader_options or {}),
+            }
+        ),
         "columns": schema_for(name).names,
         "artifacts": sorted(source.artifacts),
         "info": _jsonable(source.info),
     }
     problems, outcome = check_outcome(name, manifest["splits"], tally, config.max_reject_rate)
     if problems:
-        summary = {"dataset": name, "status": "failed", "problems": problems, **outcome,
-                   "rejects_file": str(out_dir / REJECTS_NAME), "shards": manifest["shards"],
-                   "parameters": manifest["parameters"]}
+        summary = {
+            "dataset": name,
+            "status": "failed",
+            "problems": problems,
+            **outcome,
+            "rejects_file": str(out_dir / REJECTS_NAME),
+            "shards": manifest["shards"],
+            "parameters": manifest["parameters"],
+        }
         write_json_atomic(out_dir / FAILURE_NAME, summary)
         message = format_failure(name, problems, outcome)
         print(message, flush=True)
@@ -354,8 +398,9 @@ class OutcomeTally:
         self.reasons.setdefault(reject.split, Counter())[reject.reason] += 1
 
 
-def check_outcome(name: str, kept: Mapping[str, int], tally: OutcomeTally,
-                  max_reject_rate: float) -> tuple[list[str], dict[str, Any]]:
+def check_outcome(
+    name: str, kept: Mapping[str, int], tally: OutcomeTally, max_reject_rate: float
+) -> tuple[list[str], dict[str, Any]]:
     """(problems, per-split counts) of a finished run; any problem fails it.
 
     A split fails when it had input (a row kept or any reject tagged with it) but kept no row, or when its
@@ -372,14 +417,20 @@ def check_outcome(name: str, kept: Mapping[str, int], tally: OutcomeTally,
         rows, parts = tally.rows.get(split, 0), tally.parts.get(split, 0)
         count = kept.get(split, 0)
         rate = rows / (count + rows) if count + rows else 0.0
-        splits[split] = {"kept": count, "rejected_rows": rows, "rejected_parts": parts,
-                         "reject_rate": round(rate, 4),
-                         "top_reasons": dict(tally.reasons.get(split, Counter()).most_common(5))}
+        splits[split] = {
+            "kept": count,
+            "rejected_rows": rows,
+            "rejected_parts": parts,
+            "reject_rate": round(rate, 4),
+            "top_reasons": dict(tally.reasons.get(split, Counter()).most_common(5)),
+        }
         if count == 0 and rows + parts > 0:
             problems.append(f"split {split!r}: every record rejected ({rows + parts} rejects, 0 kept)")
         elif rate > max_reject_rate:
-            problems.append(f"split {split!r}: reject rate {rate:.1%} > max_reject_rate {max_reject_rate:.1%} "
-                            f"({rows} rejected, {count} kept)")
+            problems.append(
+                f"split {split!r}: reject rate {rate:.1%} > max_reject_rate {max_reject_rate:.1%} "
+                f"({rows} rejected, {count} kept)"
+            )
     total_kept = sum(kept.values())
     total_rows = sum(tally.rows.values())
     total_rejects = total_rows + sum(tally.parts.values())
@@ -388,9 +439,14 @@ def check_outcome(name: str, kept: Mapping[str, int], tally: OutcomeTally,
     for counter in tally.reasons.values():
         overall.update(counter)
     unassigned = sum(n for counter in (tally.rows, tally.parts) for split, n in counter.items() if split not in kept)
-    dataset = {"kept": total_kept, "rejected_rows": total_rows, "rejects": total_rejects,
-               "unassigned_rejects": unassigned,
-               "reject_rate": round(rate, 4), "top_reasons": dict(overall.most_common(5))}
+    dataset = {
+        "kept": total_kept,
+        "rejected_rows": total_rows,
+        "rejects": total_rejects,
+        "unassigned_rejects": unassigned,
+        "reject_rate": round(rate, 4),
+        "top_reasons": dict(overall.most_common(5)),
+    }
     if total_kept == 0 and total_rejects > 0:
         problems.append(f"dataset {name!r}: no row kept ({total_rejects} rejects)")
     elif rate > max_reject_rate and not any(p.startswith("split") for p in problems):
@@ -405,11 +461,15 @@ def format_failure(name: str, problems: list[str], outcome: Mapping[str, Any]) -
         if not counts["kept"] and not counts["rejected_rows"] and not counts["rejected_parts"]:
             continue  # a split without any input (e.g. no restval entries)
         reasons = ", ".join(f"{r}={n}" for r, n in counts["top_reasons"].items()) or "none"
-        lines.append(f"  {split}: kept {counts['kept']}, rejected {counts['rejected_rows']} rows + "
-                     f"{counts['rejected_parts']} parts (top reasons: {reasons})")
+        lines.append(
+            f"  {split}: kept {counts['kept']}, rejected {counts['rejected_rows']} rows + "
+            f"{counts['rejected_parts']} parts (top reasons: {reasons})"
+        )
     total = outcome["total"]
     reasons = ", ".join(f"{r}={n}" for r, n in total["top_reasons"].items()) or "none"
-    lines.append(f"  all: kept {total['kept']}, {total['rejects']} rejects ({total['unassigned_rejects']} without "
-                 f"a split; top reasons: {reasons}). Good rows and rejects.jsonl were kept for inspection; no "
-                 f"manifest.json was written (see {FAILURE_NAME}).")
+    lines.append(
+        f"  all: kept {total['kept']}, {total['rejects']} rejects ({total['unassigned_rejects']} without "
+        f"a split; top reasons: {reasons}). Good rows and rejects.jsonl were kept for inspection; no "
+        f"manifest.json was written (see {FAILURE_NAME})."
+    )
     return "\n".join(lines)

@@ -15,8 +15,8 @@ import io
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -359,7 +359,9 @@ def _caption_relation(scene: Scene, rng: random.Random) -> Caption:
     def holds(other: Scene) -> bool:
         return _same_groups(other, groups) and any(
             _fits(x, mention_a) and _fits(y, mention_b) and holds_relation(x, relation, y)
-            for x in other.objects for y in other.objects if x is not y
+            for x in other.objects
+            for y in other.objects
+            if x is not y
         )
 
     return Caption(text, holds)
@@ -374,14 +376,20 @@ def _caption_position(scene: Scene, rng: random.Random) -> Caption:
         text = rng.choice(["there is ", ""]) + text
         text += " next to " + join_list([object_phrase(o, rng, size_prob=0.0) for o in others])
     groups, cell = _groups_of(scene), (obj.row, obj.col)
-    return Caption(text, lambda other: _same_groups(other, groups) and any(
-        _fits(o, mention) and (o.row, o.col) == cell for o in other.objects))
+    return Caption(
+        text,
+        lambda other: (
+            _same_groups(other, groups) and any(_fits(o, mention) and (o.row, o.col) == cell for o in other.objects)
+        ),
+    )
 
 
 def _caption_count(scene: Scene, rng: random.Random) -> Caption:
     n = len(scene.objects)
     noun = "shape" if n == 1 else "shapes"
-    lead = rng.choice([f"{number_word(n)} {noun}: ", f"{number_word(n)} {noun} including ", f"{number_word(n)} {noun}, "])
+    lead = rng.choice(
+        [f"{number_word(n)} {noun}: ", f"{number_word(n)} {noun} including ", f"{number_word(n)} {noun}, "]
+    )
     groups = _groups_of(scene)
     return Caption(lead + groups_phrase(scene, rng), lambda other: _same_groups(other, groups))
 
@@ -712,10 +720,14 @@ def random_statement(rng: random.Random, hint: Scene | None = None) -> Statement
                 f"There is {article(color)} {color} shape in the {side} image.",
             ]
         )
-        return Statement(sentence, lambda l, r: _side((l, r), side).count(color=color) > 0, ((color, None),), "shape")
+        return Statement(
+            sentence, lambda left, right: _side((left, right), side).count(color=color) > 0, ((color, None),), "shape"
+        )
     if template == 1:
         sentence = f"The {side} image shows {article(color)} {color} {shape}."
-        return Statement(sentence, lambda l, r: _side((l, r), side).count(color, shape) > 0, ((color, shape),), shape)
+        return Statement(
+            sentence, lambda left, right: _side((left, right), side).count(color, shape) > 0, ((color, shape),), shape
+        )
     if template == 2:
         sentence = rng.choice(
             [
@@ -724,27 +736,41 @@ def random_statement(rng: random.Random, hint: Scene | None = None) -> Statement
             ]
         )
         return Statement(
-            sentence, lambda l, r: l.count(color=color) > 0 and r.count(color=color) > 0, ((color, None),), "shape"
+            sentence,
+            lambda left, right: left.count(color=color) > 0 and right.count(color=color) > 0,
+            ((color, None),),
+            "shape",
         )
     if template == 3:
         sentence = f"Both images contain {article(color)} {color} {shape}."
         return Statement(
-            sentence, lambda l, r: l.count(color, shape) > 0 and r.count(color, shape) > 0, ((color, shape),), shape
+            sentence,
+            lambda left, right: left.count(color, shape) > 0 and right.count(color, shape) > 0,
+            ((color, shape),),
+            shape,
         )
     if template == 4:
         sentence = f"At least one image contains {article(color)} {color} shape."
         return Statement(
-            sentence, lambda l, r: l.count(color=color) > 0 or r.count(color=color) > 0, ((color, None),), "shape"
+            sentence,
+            lambda left, right: left.count(color=color) > 0 or right.count(color=color) > 0,
+            ((color, None),),
+            "shape",
         )
     if template == 5:
         sentence = f"At least one image contains {article(color)} {color} {shape}."
         return Statement(
-            sentence, lambda l, r: l.count(color, shape) > 0 or r.count(color, shape) > 0, ((color, shape),), shape
+            sentence,
+            lambda left, right: left.count(color, shape) > 0 or right.count(color, shape) > 0,
+            ((color, shape),),
+            shape,
         )
     sentence = f"There are more {color} shapes in the {side} image than in the {other} image."
     return Statement(
         sentence,
-        lambda l, r: _side((l, r), side).count(color=color) > _side((l, r), other).count(color=color),
+        lambda left, right: (
+            _side((left, right), side).count(color=color) > _side((left, right), other).count(color=color)
+        ),
         ((color, None),),
         "shape",
     )

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import copy
 import io
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,8 +78,10 @@ def derange_groups(keys: Sequence[Hashable], seed: int) -> list[int]:
             targets.append(position)
         group_of.append(group_index[key])
     if len(targets) < 2:
-        raise ValueError(f"cannot pair examples with other images: the set has {len(targets)} distinct "
-                         "image(s), at least 2 are needed")
+        raise ValueError(
+            f"cannot pair examples with other images: the set has {len(targets)} distinct "
+            "image(s), at least 2 are needed"
+        )
     permutation = derangement(len(targets), seed)
     return [targets[permutation[group]] for group in group_of]
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +46,8 @@ from vlmo_pipeline.evaluation.metrics import (
     vqa_scores_of_argmax,
 )
 from vlmo_pipeline.models import VLMo
-from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES, sample_itm_negatives
 from vlmo_pipeline.progress import batch_size_of, track
+from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES, sample_itm_negatives
 
 __all__ = [
     "RERANK_OUTSIDE_TOP_K",
@@ -91,16 +92,27 @@ def _samples(loader: DataLoader) -> int | None:
 
 
 @torch.no_grad()
-def _embed(model: VLMo, images_loader: DataLoader, texts_loader: DataLoader, device: torch.device,
-           desc: str = "retrieval"):
+def _embed(
+    model: VLMo, images_loader: DataLoader, texts_loader: DataLoader, device: torch.device, desc: str = "retrieval"
+):
     image_feats, image_ids, text_feats, text_image_ids = [], [], [], []
     with _autocast(device):
-        for batch in track(images_loader, f"{desc}: image encoding", total=_samples(images_loader), unit="image",
-                           count=batch_size_of("image_index")):
+        for batch in track(
+            images_loader,
+            f"{desc}: image encoding",
+            total=_samples(images_loader),
+            unit="image",
+            count=batch_size_of("image_index"),
+        ):
             image_feats.append(model.encode_image(batch["image"].to(device)).float())
             image_ids.append(batch["image_index"])
-        for batch in track(texts_loader, f"{desc}: caption encoding", total=_samples(texts_loader), unit="caption",
-                           count=batch_size_of("image_index")):
+        for batch in track(
+            texts_loader,
+            f"{desc}: caption encoding",
+            total=_samples(texts_loader),
+            unit="caption",
+            count=batch_size_of("image_index"),
+        ):
             text_feats.append(model.encode_text(batch["text_ids"].to(device), batch["text_masks"].to(device)).float())
             text_image_ids.append(batch["image_index"])
     return torch.cat(image_feats), torch.cat(image_ids), torch.cat(text_feats), torch.cat(text_image_ids)
@@ -162,9 +174,16 @@ def evaluate_retrieval(
         if not torch.equal(image_ids[order], torch.arange(len(image_ids))):
             raise ValueError("re-ranking needs the image loader to cover image rows 0..N-1 exactly once")
         itm_model = (itm_model if itm_model is not None else model).to(device).eval()
-        i2t, t2i = rerank_scores(itm_model, image_feats[order] @ text_feats.t(), images_loader.dataset,
-                                 texts_loader.dataset, rerank_k, device, batch_size=images_loader.batch_size or 64,
-                                 desc=f"{desc}: ITM re-rank")
+        i2t, t2i = rerank_scores(
+            itm_model,
+            image_feats[order] @ text_feats.t(),
+            images_loader.dataset,
+            texts_loader.dataset,
+            rerank_k,
+            device,
+            batch_size=images_loader.batch_size or 64,
+            desc=f"{desc}: ITM re-rank",
+        )
         result["rerank"] = recall_from_scores(i2t, t2i, text_image_ids, ks)
         timing["rerank_s"] = time.perf_counter() - started
     result["timing"] = timing
@@ -179,8 +198,13 @@ def _check_queries(queries: Sequence[int], n_texts: int) -> list[int]:
     return checked
 
 
-def _ranked_examples(query_scores: torch.Tensor, column_image_ids: torch.Tensor, queries: list[int],
-                     text_image_ids: torch.Tensor, depth: int) -> list[dict[str, Any]]:
+def _ranked_examples(
+    query_scores: torch.Tensor,
+    column_image_ids: torch.Tensor,
+    queries: list[int],
+    text_image_ids: torch.Tensor,
+    depth: int,
+) -> list[dict[str, Any]]:
     """Top-``depth`` images of every query row of ``query_scores`` (columns named by ``column_image_ids``)."""
     query_scores = query_scores.float()
     top = query_scores.topk(min(depth, query_scores.shape[1]), dim=1)
@@ -191,21 +215,30 @@ def _ranked_examples(query_scores: torch.Tensor, column_image_ids: torch.Tensor,
         if len(columns) == 0:
             raise ValueError(f"caption {query} belongs to image {truth}, which the image loader never yielded")
         truth_score = query_scores[row, columns[0]]
-        examples.append({
-            "text_row": query,
-            "image_rows": column_image_ids[top.indices[row]].tolist(),
-            "scores": top.values[row].tolist(),
-            "ground_truth": truth,
-            "ground_truth_rank": int((query_scores[row] >= truth_score).sum()),
-            "ground_truth_score": float(truth_score),
-        })
+        examples.append(
+            {
+                "text_row": query,
+                "image_rows": column_image_ids[top.indices[row]].tolist(),
+                "scores": top.values[row].tolist(),
+                "ground_truth": truth,
+                "ground_truth_rank": int((query_scores[row] >= truth_score).sum()),
+                "ground_truth_score": float(truth_score),
+            }
+        )
     return examples
 
 
 @torch.no_grad()
-def rerank_scores(itm_model: VLMo, scores: torch.Tensor, image_dataset: Any, text_dataset: Any, k: int,
-                  device: torch.device, batch_size: int = 64,
-                  desc: str = "ITM re-rank") -> tuple[torch.Tensor, torch.Tensor]:
+def rerank_scores(
+    itm_model: VLMo,
+    scores: torch.Tensor,
+    image_dataset: Any,
+    text_dataset: Any,
+    k: int,
+    device: torch.device,
+    batch_size: int = 64,
+    desc: str = "ITM re-rank",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Official ITM re-ranking (``compute_irtr_recall_with_rerank``) of a (Ni, Nt) cosine matrix ``scores``.
 
     Every image's top-k captions and every caption's top-k images get ``cosine + ITM match logit``; every other
@@ -226,8 +259,16 @@ def rerank_scores(itm_model: VLMo, scores: torch.Tensor, image_dataset: Any, tex
     image_of_pair = torch.cat([torch.arange(n_images).repeat_interleave(texts_top.shape[1]), images_top.flatten()])
     text_of_pair = torch.cat([texts_top.flatten(), torch.arange(n_texts).repeat_interleave(images_top.shape[1])])
     pair_keys = torch.unique(image_of_pair * n_texts + text_of_pair)  # sorted, so grouped by image
-    match_logits = _itm_match_logits(itm_model, (pair_keys // n_texts).tolist(), (pair_keys % n_texts).tolist(),
-                                     image_dataset, text_dataset, device, batch_size, desc)
+    match_logits = _itm_match_logits(
+        itm_model,
+        (pair_keys // n_texts).tolist(),
+        (pair_keys % n_texts).tolist(),
+        image_dataset,
+        text_dataset,
+        device,
+        batch_size,
+        desc,
+    )
 
     def logits_of(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         return match_logits[torch.searchsorted(pair_keys, images * n_texts + texts)]
@@ -248,18 +289,26 @@ def _trim_padding(text_ids: torch.Tensor, text_masks: torch.Tensor) -> tuple[tor
     return text_ids[:, :length], text_masks[:, :length]
 
 
-def _itm_match_logits(itm_model: VLMo, image_rows: Sequence[int], text_rows: Sequence[int], image_dataset: Any,
-                      text_dataset: Any, device: torch.device, batch_size: int,
-                      desc: str = "ITM re-rank") -> torch.Tensor:
+def _itm_match_logits(
+    itm_model: VLMo,
+    image_rows: Sequence[int],
+    text_rows: Sequence[int],
+    image_dataset: Any,
+    text_dataset: Any,
+    device: torch.device,
+    batch_size: int,
+    desc: str = "ITM re-rank",
+) -> torch.Tensor:
     """(P,) ITM match logit (index 1) of every (image row, caption) pair, in fused passes of ``batch_size``."""
     batch_size = max(1, int(batch_size))
     texts: dict[int, dict[str, torch.Tensor]] = {}
     images: dict[int, torch.Tensor] = {}
     logits = []
     starts = range(0, len(image_rows), batch_size)
-    for start in track(starts, desc, total=len(image_rows), unit="pair",
-                       count=lambda start: min(batch_size, len(image_rows) - start)):
-        chunk_images, chunk_texts = image_rows[start:start + batch_size], text_rows[start:start + batch_size]
+    for start in track(
+        starts, desc, total=len(image_rows), unit="pair", count=lambda start: min(batch_size, len(image_rows) - start)
+    ):
+        chunk_images, chunk_texts = image_rows[start : start + batch_size], text_rows[start : start + batch_size]
         kept = {}  # this chunk's images; the previous chunk's last image is reused, not decoded again
         for row in chunk_images:
             if row not in kept:
@@ -270,8 +319,10 @@ def _itm_match_logits(itm_model: VLMo, image_rows: Sequence[int], text_rows: Seq
                 item = text_dataset[row]
                 texts[row] = {"text_ids": item["text_ids"], "text_masks": item["text_masks"]}
         pixels = torch.stack([images[row] for row in chunk_images]).to(device)
-        ids, masks = _trim_padding(torch.stack([texts[row]["text_ids"] for row in chunk_texts]),
-                                   torch.stack([texts[row]["text_masks"] for row in chunk_texts]))
+        ids, masks = _trim_padding(
+            torch.stack([texts[row]["text_ids"] for row in chunk_texts]),
+            torch.stack([texts[row]["text_masks"] for row in chunk_texts]),
+        )
         ids, masks = ids.to(device), masks.to(device)
         with _autocast(device):
             logits.append(itm_model.itm_logits(ids, masks, pixels)[:, 1].float().cpu())
@@ -300,8 +351,9 @@ def recall_from_scores(
 
 
 @torch.no_grad()
-def evaluate_vqa(model: VLMo, loader: DataLoader, device: torch.device | None = None,
-                 desc: str = "vqa") -> dict[str, Any]:
+def evaluate_vqa(
+    model: VLMo, loader: DataLoader, device: torch.device | None = None, desc: str = "vqa"
+) -> dict[str, Any]:
     """VQA score (percent) and the number of questions scored; also, per question in loader order, the predicted
     answer label (``predictions``) and the soft score it earns, in [0, 1] (``question_scores``)."""
     device = device or default_device()
@@ -311,13 +363,22 @@ def evaluate_vqa(model: VLMo, loader: DataLoader, device: torch.device | None = 
     question_scores: list[float] = []
     with _autocast(device):
         for batch in track(loader, desc, total=_samples(loader), unit="question", count=batch_size_of("text_ids")):
-            logits = model.vqa_logits(batch["text_ids"].to(device), batch["text_masks"].to(device),
-                                      batch["image"].to(device)).float().cpu()
+            logits = (
+                model.vqa_logits(
+                    batch["text_ids"].to(device), batch["text_masks"].to(device), batch["image"].to(device)
+                )
+                .float()
+                .cpu()
+            )
             metric.update(logits, batch["vqa_targets"])
             predictions.extend(logits.argmax(1).tolist())
             question_scores.extend(vqa_scores_of_argmax(logits, batch["vqa_targets"]).tolist())
-    return {"score": float(metric.compute()), "questions": len(predictions), "predictions": predictions,
-            "question_scores": question_scores}
+    return {
+        "score": float(metric.compute()),
+        "questions": len(predictions),
+        "predictions": predictions,
+        "question_scores": question_scores,
+    }
 
 
 def vqa_question_groups(dataset: VQADataset) -> dict[str, list[str]]:
@@ -337,8 +398,12 @@ def _group_order(groups: Sequence[str], preferred: Sequence[str], leave_out: Seq
     return [name for name in preferred if name in present] + sorted(present - set(preferred))
 
 
-def mean_score_by_group(scores: Sequence[float], groups: Sequence[str], preferred: Sequence[str] = (),
-                        leave_out: Sequence[str] = ("", "unmatched")) -> dict[str, float]:
+def mean_score_by_group(
+    scores: Sequence[float],
+    groups: Sequence[str],
+    preferred: Sequence[str] = (),
+    leave_out: Sequence[str] = ("", "unmatched"),
+) -> dict[str, float]:
     """Mean of ``scores`` (each in [0, 1]) per group, in percent: groups present in ``groups`` except
     ``leave_out``, ordered as ``preferred`` first, then alphabetically. A group without samples has no key."""
     if len(scores) != len(groups):
@@ -346,20 +411,21 @@ def mean_score_by_group(scores: Sequence[float], groups: Sequence[str], preferre
     totals: dict[str, list[float]] = defaultdict(list)
     for score, group in zip(scores, groups):
         totals[group].append(float(score))
-    return {name: 100.0 * sum(totals[name]) / len(totals[name]) for name in _group_order(groups, preferred,
-                                                                                          leave_out)}
+    return {name: 100.0 * sum(totals[name]) / len(totals[name]) for name in _group_order(groups, preferred, leave_out)}
 
 
-def group_counts(groups: Sequence[str], preferred: Sequence[str] = (),
-                 leave_out: Sequence[str] = ("", "unmatched")) -> dict[str, int]:
+def group_counts(
+    groups: Sequence[str], preferred: Sequence[str] = (), leave_out: Sequence[str] = ("", "unmatched")
+) -> dict[str, int]:
     """Number of samples per group, same keys and order as :func:`mean_score_by_group`."""
     counts = Counter(groups)
     return {name: counts[name] for name in _group_order(groups, preferred, leave_out)}
 
 
 @torch.no_grad()
-def evaluate_nlvr2(model: VLMo, loader: DataLoader, device: torch.device | None = None,
-                   desc: str = "nlvr2") -> dict[str, Any]:
+def evaluate_nlvr2(
+    model: VLMo, loader: DataLoader, device: torch.device | None = None, desc: str = "nlvr2"
+) -> dict[str, Any]:
     """Accuracy (percent) of the NLVR2 head, the number of statements scored and the predicted label (1 = "True")
     of every statement in loader order."""
     device = device or default_device()
@@ -368,8 +434,16 @@ def evaluate_nlvr2(model: VLMo, loader: DataLoader, device: torch.device | None 
     predictions: list[int] = []
     with _autocast(device):
         for batch in track(loader, desc, total=_samples(loader), unit="statement", count=batch_size_of("text_ids")):
-            logits = model.nlvr2_logits(batch["text_ids"].to(device), batch["text_masks"].to(device),
-                                        batch["image_0"].to(device), batch["image_1"].to(device)).float().cpu()
+            logits = (
+                model.nlvr2_logits(
+                    batch["text_ids"].to(device),
+                    batch["text_masks"].to(device),
+                    batch["image_0"].to(device),
+                    batch["image_1"].to(device),
+                )
+                .float()
+                .cpu()
+            )
             predicted = logits.argmax(1)
             metric.update(predicted, batch["label"])
             predictions.extend(predicted.tolist())
@@ -415,8 +489,11 @@ def evaluate_itm(
     if len(rows) < 2:
         raise ValueError(f"evaluate_itm needs at least 2 images with captions, the split has {len(rows)}")
     generator = torch.Generator().manual_seed(int(seed))
-    picks = (torch.rand(len(rows), generator=generator, dtype=torch.float64)
-             * torch.as_tensor(caption_counts[rows])).long().numpy()
+    picks = (
+        (torch.rand(len(rows), generator=generator, dtype=torch.float64) * torch.as_tensor(caption_counts[rows]))
+        .long()
+        .numpy()
+    )
     positives = (first_caption[rows] + np.minimum(picks, caption_counts[rows] - 1)).tolist()
     items = [texts[index] for index in positives]
     if any(int(item["image_index"]) != int(row) for item, row in zip(items, rows)):
@@ -426,8 +503,13 @@ def evaluate_itm(
     text_masks = torch.stack([item["text_masks"] for item in items])
 
     def image_batches(what: str):
-        loader = DataLoader(Subset(images, rows.tolist()), batch_size=batch_size, shuffle=False,
-                            num_workers=num_workers, collate_fn=collate)
+        loader = DataLoader(
+            Subset(images, rows.tolist()),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=collate,
+        )
         start = 0
         for batch in track(loader, f"{desc}: {what}", total=len(rows), unit="image", count=batch_size_of("image")):
             pixels = batch["image"].to(device)
@@ -436,27 +518,36 @@ def evaluate_itm(
 
     with _autocast(device):
         image_feats = torch.cat([model.encode_image(pixels).float() for _, pixels in image_batches("image encoding")])
-        text_feats = torch.cat([model.encode_text(text_ids[start:start + batch_size].to(device),
-                                                  text_masks[start:start + batch_size].to(device)).float()
-                                for start in track(range(0, len(rows), batch_size), f"{desc}: caption encoding",
-                                                   total=len(rows), unit="caption",
-                                                   count=lambda start: min(batch_size, len(rows) - start))])
+        text_feats = torch.cat(
+            [
+                model.encode_text(
+                    text_ids[start : start + batch_size].to(device), text_masks[start : start + batch_size].to(device)
+                ).float()
+                for start in track(
+                    range(0, len(rows), batch_size),
+                    f"{desc}: caption encoding",
+                    total=len(rows),
+                    unit="caption",
+                    count=lambda start: min(batch_size, len(rows) - start),
+                )
+            ]
+        )
     similarities = model.logit_scale.detach().float().exp() * image_feats @ text_feats.t()  # (N, N)
     similarities = similarities.cpu()
     negatives = {}
     for mode in modes:
         mode_generator = torch.Generator().manual_seed(int(seed))
-        _, negative_text = sample_itm_negatives(similarities, similarities.t(), 0, mode=mode,
-                                                generator=mode_generator)
+        _, negative_text = sample_itm_negatives(similarities, similarities.t(), 0, mode=mode, generator=mode_generator)
         negatives[mode] = negative_text
     correct = {"positive": [], **{mode: [] for mode in modes}}
     for start, pixels in image_batches("ITM scoring"):
         count = pixels.shape[0]
-        columns = [torch.arange(start, start + count)] + [negatives[mode][start:start + count] for mode in modes]
+        columns = [torch.arange(start, start + count)] + [negatives[mode][start : start + count] for mode in modes]
         ids, masks = _trim_padding(text_ids[torch.cat(columns)], text_masks[torch.cat(columns)])
         with _autocast(device):
-            logits = model.itm_logits(ids.to(device), masks.to(device),
-                                      pixels.repeat(len(columns), 1, 1, 1)).float().cpu()
+            logits = (
+                model.itm_logits(ids.to(device), masks.to(device), pixels.repeat(len(columns), 1, 1, 1)).float().cpu()
+            )
         predicted = logits.argmax(1).view(len(columns), count)
         correct["positive"].append(predicted[0] == 1)
         for position, mode in enumerate(modes, start=1):
@@ -468,8 +559,9 @@ def evaluate_itm(
         result[f"acc_{mode}_negatives"] = 100.0 * float(decisions.mean())
         same = [captions[int(j)] == captions[i] for i, j in enumerate(negatives[mode].tolist())]
         result[f"{mode}_negative_duplicate_rate"] = 100.0 * sum(same) / len(same)
-    result.update({"images": len(rows), "positives": positives,
-                   "negatives": {mode: negatives[mode].tolist() for mode in modes}})
+    result.update(
+        {"images": len(rows), "positives": positives, "negatives": {mode: negatives[mode].tolist() for mode in modes}}
+    )
     return result
 
 
@@ -509,10 +601,14 @@ def _majority_answer(per_question: Sequence[dict[int, float]]) -> int | None:
     return totals.most_common(1)[0][0] if totals else None
 
 
-def vqa_majority_baseline_by_group(train_dataset: VQADataset, eval_dataset: VQADataset,
-                                   train_groups: Sequence[str], eval_groups: Sequence[str],
-                                   preferred: Sequence[str] = (),
-                                   leave_out: Sequence[str] = ("", "unmatched")) -> dict[str, float]:
+def vqa_majority_baseline_by_group(
+    train_dataset: VQADataset,
+    eval_dataset: VQADataset,
+    train_groups: Sequence[str],
+    eval_groups: Sequence[str],
+    preferred: Sequence[str] = (),
+    leave_out: Sequence[str] = ("", "unmatched"),
+) -> dict[str, float]:
     """Per group of the evaluation questions (e.g. answer type): VQA score (percent) of always giving that group's
     majority training answer (largest total training score among the group's training questions; the overall
     majority answer when the group has no scored training question). Keys as :func:`mean_score_by_group`."""
@@ -533,8 +629,10 @@ def vqa_majority_baseline_by_group(train_dataset: VQADataset, eval_dataset: VQAD
 def nlvr2_labels(dataset: NLVR2Dataset) -> list[int]:
     """Label (1 = "True") of every statement of ``dataset`` in sample order, without decoding images."""
     table = dataset.table
-    return [int(table.list_item(row, "answers", position) == "True")
-            for row, position in zip(dataset.row_of_sample.tolist(), dataset.sentence_of_sample.tolist())]
+    return [
+        int(table.list_item(row, "answers", position) == "True")
+        for row, position in zip(dataset.row_of_sample.tolist(), dataset.sentence_of_sample.tolist())
+    ]
 
 
 def nlvr2_majority_baseline(train_dataset: NLVR2Dataset, eval_dataset: NLVR2Dataset) -> float:

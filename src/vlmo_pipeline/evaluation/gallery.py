@@ -22,9 +22,10 @@ import math
 import os
 import textwrap
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -169,12 +170,15 @@ def _thumbnail(dataset: Any, row: int, column: str = "image") -> Image.Image:
 
 def _check_predictions(name: str, predictions: Sequence[int], dataset: Any) -> None:
     if len(predictions) != len(dataset):
-        raise ValueError(f"{name}: {len(predictions)} predictions for {len(dataset)} samples; the predictions must "
-                         f"come from a loader over the same dataset in order (shuffle=False)")
+        raise ValueError(
+            f"{name}: {len(predictions)} predictions for {len(dataset)} samples; the predictions must "
+            f"come from a loader over the same dataset in order (shuffle=False)"
+        )
 
 
-def retrieval_examples(images: ImageTextDataset, texts: ImageTextDataset,
-                       ranked: Sequence[Mapping[str, Any]]) -> list[RetrievalExample]:
+def retrieval_examples(
+    images: ImageTextDataset, texts: ImageTextDataset, ranked: Sequence[Mapping[str, Any]]
+) -> list[RetrievalExample]:
     """Examples from :func:`~vlmo_pipeline.evaluation.evaluate.evaluate_retrieval`'s ``"examples"``.
 
     ``images`` is the image set the ranking was computed on (``image_rows`` are its rows), ``texts`` the caption
@@ -200,12 +204,19 @@ def retrieval_examples(images: ImageTextDataset, texts: ImageTextDataset,
         own = None
         if shown is None:
             if not 0 <= truth < images.table.num_rows:
-                raise ValueError(f"retrieval example: ground-truth row {truth} outside the "
-                                 f"{images.table.num_rows} images")
+                raise ValueError(
+                    f"retrieval example: ground-truth row {truth} outside the {images.table.num_rows} images"
+                )
             image_id = images.table.value(truth, "image_id") if has_image_id else f"row {truth}"
             own = RankedImage(_thumbnail(images, truth), str(image_id), float(query["ground_truth_score"]), True)
-        examples.append(RetrievalExample(caption=str(caption), ranked=entries, ground_truth=own,
-                                         ground_truth_rank=shown or int(query["ground_truth_rank"])))
+        examples.append(
+            RetrievalExample(
+                caption=str(caption),
+                ranked=entries,
+                ground_truth=own,
+                ground_truth_rank=shown or int(query["ground_truth_rank"]),
+            )
+        )
     return examples
 
 
@@ -239,8 +250,16 @@ def vqa_examples(dataset: VQADataset, predictions: Sequence[int], count: int) ->
             raw = _list_item_or(table, row, "answers", position, [])
             truth = Counter(raw).most_common(1)[0][0] if raw else "(none)"
             earned, correct = 0.0, False
-        examples.append(VQAExample(image=_thumbnail(dataset, row), question=str(question),
-                                   predicted=answer_text(predicted), truth=str(truth), score=earned, correct=correct))
+        examples.append(
+            VQAExample(
+                image=_thumbnail(dataset, row),
+                question=str(question),
+                predicted=answer_text(predicted),
+                truth=str(truth),
+                score=earned,
+                correct=correct,
+            )
+        )
     return examples
 
 
@@ -265,11 +284,15 @@ def nlvr2_examples(dataset: NLVR2Dataset, predictions: Sequence[int], count: int
         answer = table.list_item(row, "answers", position)
         if answer not in ("True", "False"):
             raise CorruptSampleError(f"{table.where(row)}: answer {position} is {answer!r}, expected 'True' or 'False'")
-        examples.append(NLVR2Example(
-            image_0=_thumbnail(dataset, row, "image_0"), image_1=_thumbnail(dataset, row, "image_1"),
-            sentence=str(table.list_item(row, "questions", position)),
-            predicted=bool(int(predictions[index])), truth=answer == "True",
-        ))
+        examples.append(
+            NLVR2Example(
+                image_0=_thumbnail(dataset, row, "image_0"),
+                image_1=_thumbnail(dataset, row, "image_1"),
+                sentence=str(table.list_item(row, "questions", position)),
+                predicted=bool(int(predictions[index])),
+                truth=answer == "True",
+            )
+        )
     return examples
 
 
@@ -287,8 +310,9 @@ def _frame(axis, colour: str, width: float) -> None:
         spine.set_linewidth(width)
 
 
-def plot_retrieval_gallery(examples: Sequence[RetrievalExample], path: str | os.PathLike,
-                           title: str = "Text → image retrieval") -> Path:
+def plot_retrieval_gallery(
+    examples: Sequence[RetrievalExample], path: str | os.PathLike, title: str = "Text → image retrieval"
+) -> Path:
     """One row per query: the caption as row title, the top-ranked images left to right, the ground-truth image
     framed green (drawn after a gap, with its rank, when it is not among the top ones)."""
     if not examples:
@@ -301,8 +325,11 @@ def plot_retrieval_gallery(examples: Sequence[RetrievalExample], path: str | os.
     figure.suptitle(title, fontsize=13, parse_math=False)
     rows = figure.subfigures(len(examples), 1, squeeze=False)[:, 0]
     for row, example in zip(rows, examples):
-        row.suptitle(f"“{_wrap(example.caption, 16 * depth)}” (its image: rank {example.ground_truth_rank})",
-                     fontsize=10, parse_math=False)
+        row.suptitle(
+            f"“{_wrap(example.caption, 16 * depth)}” (its image: rank {example.ground_truth_rank})",
+            fontsize=10,
+            parse_math=False,
+        )
         axes = row.subplots(1, columns, squeeze=False, width_ratios=ratios)[0]
         for axis in axes:
             axis.set_visible(False)
@@ -323,9 +350,13 @@ def _draw_ranked(axis, entry: RankedImage, rank: str) -> None:
     _frame(axis, RIGHT if entry.is_ground_truth else NEUTRAL, 5 if entry.is_ground_truth else 1)
 
 
-def plot_vqa_examples(examples: Sequence[VQAExample], path: str | os.PathLike,
-                      title: str = "VQA: predicted and true answers", by_family: Mapping[str, float] | None = None,
-                      by_family_chance: Mapping[str, float] | None = None) -> Path:
+def plot_vqa_examples(
+    examples: Sequence[VQAExample],
+    path: str | os.PathLike,
+    title: str = "VQA: predicted and true answers",
+    by_family: Mapping[str, float] | None = None,
+    by_family_chance: Mapping[str, float] | None = None,
+) -> Path:
     """A grid of images, each with its question above and the predicted / true answer below (green right, red wrong);
     with ``by_family`` (VQA score per question family, percent, over the whole split) a bar chart of it below the
     grid, the family's majority-answer baseline (``by_family_chance``) as grey bars beside it."""
@@ -342,15 +373,19 @@ def plot_vqa_examples(examples: Sequence[VQAExample], path: str | os.PathLike,
     else:
         grid, chart = figure, None
     axes = grid.subplots(rows, columns, squeeze=False)
-    for axis in axes.flat[len(examples):]:
+    for axis in axes.flat[len(examples) :]:
         axis.set_visible(False)
     for axis, example in zip(axes.flat, examples):
         colour = RIGHT if example.correct else WRONG
         axis.imshow(example.image)
         axis.set_title(f"Q: {_wrap(example.question, 34)}", fontsize=8, parse_math=False)
         verdict = "right" if example.correct else "wrong"
-        axis.set_xlabel(f"predicted: {example.predicted} ({verdict})\ntrue: {example.truth}", fontsize=8,
-                        color=colour, parse_math=False)
+        axis.set_xlabel(
+            f"predicted: {example.predicted} ({verdict})\ntrue: {example.truth}",
+            fontsize=8,
+            color=colour,
+            parse_math=False,
+        )
         _frame(axis, colour, 4)
     if chart is not None:
         _draw_family_bars(chart.subplots(), by_family, by_family_chance or {})
@@ -360,12 +395,19 @@ def plot_vqa_examples(examples: Sequence[VQAExample], path: str | os.PathLike,
 def _draw_family_bars(axis, by_family: Mapping[str, float], chance: Mapping[str, float]) -> None:
     names = list(by_family)
     positions = range(len(names))
-    bars = axis.bar([p - 0.2 for p in positions], [by_family[name] for name in names], width=0.4,
-                    color="tab:green", label="model")
+    bars = axis.bar(
+        [p - 0.2 for p in positions], [by_family[name] for name in names], width=0.4, color="tab:green", label="model"
+    )
     axis.bar_label(bars, fmt="%.0f", fontsize=7)
     if chance:
-        axis.bar([p + 0.2 for p in positions], [chance.get(name, 0.0) for name in names], width=0.4,
-                 color="lightgray", hatch="//", label="majority answer of the family")
+        axis.bar(
+            [p + 0.2 for p in positions],
+            [chance.get(name, 0.0) for name in names],
+            width=0.4,
+            color="lightgray",
+            hatch="//",
+            label="majority answer of the family",
+        )
     axis.set_xticks(list(positions), names, fontsize=8)
     axis.set_ylim(0, 128)  # room above the 100 % bars for the legend
     axis.set_yticks([0, 25, 50, 75, 100])
@@ -374,8 +416,11 @@ def _draw_family_bars(axis, by_family: Mapping[str, float], chance: Mapping[str,
     axis.legend(fontsize=7, loc="upper center", ncols=2, frameon=False)
 
 
-def plot_nlvr2_examples(examples: Sequence[NLVR2Example], path: str | os.PathLike,
-                        title: str = "NLVR2: is the statement true of the image pair?") -> Path:
+def plot_nlvr2_examples(
+    examples: Sequence[NLVR2Example],
+    path: str | os.PathLike,
+    title: str = "NLVR2: is the statement true of the image pair?",
+) -> Path:
     """Image pairs side by side (two per figure row), the statement above, predicted / true label below."""
     if not examples:
         raise ValueError("NLVR2 examples: no example to draw")
@@ -393,8 +438,12 @@ def plot_nlvr2_examples(examples: Sequence[NLVR2Example], path: str | os.PathLik
             axis.set_title(side, fontsize=8, parse_math=False)
             _frame(axis, colour, 3)
         verdict = "right" if example.correct else "wrong"
-        cell.supxlabel(f"predicted: {example.predicted}  ·  true: {example.truth}  ({verdict})", fontsize=9,
-                       color=colour, parse_math=False)
+        cell.supxlabel(
+            f"predicted: {example.predicted}  ·  true: {example.truth}  ({verdict})",
+            fontsize=9,
+            color=colour,
+            parse_math=False,
+        )
     return save_figure(figure, path)
 
 
@@ -415,34 +464,73 @@ def gallery_markdown(gallery: Gallery, files: Mapping[str, str]) -> list[str]:
     relative to the report (sections without a file are left out)."""
     if gallery.is_empty():
         return []
-    lines = ["## Examples", "",
-             "Samples chosen evenly over each split (the same ones every run); nothing is re-scored for them.", ""]
+    lines = [
+        "## Examples",
+        "",
+        "Samples chosen evenly over each split (the same ones every run); nothing is re-scored for them.",
+        "",
+    ]
     if gallery.retrieval and "retrieval" in files:
         depth = max(len(example.ranked) for example in gallery.retrieval)
-        lines += [f"### Retrieval: top-{depth} {gallery.retrieval_source} images per caption", "",
-                  f"![Retrieval gallery]({files['retrieval']})", "",
-                  "The caption's own image is framed green; when it is not among the top ones it is shown last, "
-                  "with its rank among all images of the split.", ""]
-        lines += _table(["query caption", "rank of its image", "best score"], [
-            [example.caption, example.ground_truth_rank, f"{example.ranked[0].score:.3f}" if example.ranked else "n/a"]
-            for example in gallery.retrieval])
+        lines += [
+            f"### Retrieval: top-{depth} {gallery.retrieval_source} images per caption",
+            "",
+            f"![Retrieval gallery]({files['retrieval']})",
+            "",
+            "The caption's own image is framed green; when it is not among the top ones it is shown last, "
+            "with its rank among all images of the split.",
+            "",
+        ]
+        lines += _table(
+            ["query caption", "rank of its image", "best score"],
+            [
+                [
+                    example.caption,
+                    example.ground_truth_rank,
+                    f"{example.ranked[0].score:.3f}" if example.ranked else "n/a",
+                ]
+                for example in gallery.retrieval
+            ],
+        )
         lines.append("")
     if gallery.vqa and "vqa" in files:
         right = sum(example.correct for example in gallery.vqa)
-        lines += [f"### VQA ({gallery.vqa_source}): {right} of {len(gallery.vqa)} right", "",
-                  f"![VQA examples]({files['vqa']})", ""]
-        lines += _table(["#", "question", "predicted", "true answer", "VQA score", "result"], [
-            [number, example.question, example.predicted, example.truth, f"{example.score:.2f}",
-             "right" if example.correct else "wrong"]
-            for number, example in enumerate(gallery.vqa, start=1)])
+        lines += [
+            f"### VQA ({gallery.vqa_source}): {right} of {len(gallery.vqa)} right",
+            "",
+            f"![VQA examples]({files['vqa']})",
+            "",
+        ]
+        lines += _table(
+            ["#", "question", "predicted", "true answer", "VQA score", "result"],
+            [
+                [
+                    number,
+                    example.question,
+                    example.predicted,
+                    example.truth,
+                    f"{example.score:.2f}",
+                    "right" if example.correct else "wrong",
+                ]
+                for number, example in enumerate(gallery.vqa, start=1)
+            ],
+        )
         lines += ["", "Right: the predicted answer earns the question's highest soft score.", ""]
     if gallery.nlvr2 and "nlvr2" in files:
         right = sum(example.correct for example in gallery.nlvr2)
-        lines += [f"### NLVR2 ({gallery.nlvr2_source}): {right} of {len(gallery.nlvr2)} right", "",
-                  f"![NLVR2 examples]({files['nlvr2']})", ""]
-        lines += _table(["#", "statement", "predicted", "true", "result"], [
-            [number, example.sentence, example.predicted, example.truth, "right" if example.correct else "wrong"]
-            for number, example in enumerate(gallery.nlvr2, start=1)])
+        lines += [
+            f"### NLVR2 ({gallery.nlvr2_source}): {right} of {len(gallery.nlvr2)} right",
+            "",
+            f"![NLVR2 examples]({files['nlvr2']})",
+            "",
+        ]
+        lines += _table(
+            ["#", "statement", "predicted", "true", "result"],
+            [
+                [number, example.sentence, example.predicted, example.truth, "right" if example.correct else "wrong"]
+                for number, example in enumerate(gallery.nlvr2, start=1)
+            ],
+        )
         lines.append("")
     return lines
 
@@ -453,15 +541,22 @@ def write_gallery(directory: str | os.PathLike, gallery: Gallery) -> list[str]:
     files: dict[str, str] = {}
     if gallery.retrieval:
         files["retrieval"] = plot_retrieval_gallery(
-            gallery.retrieval, directory / GALLERY_FILES["retrieval"],
-            title=f"Text → image retrieval on {gallery.retrieval_source}").name
+            gallery.retrieval,
+            directory / GALLERY_FILES["retrieval"],
+            title=f"Text → image retrieval on {gallery.retrieval_source}",
+        ).name
     if gallery.vqa:
-        files["vqa"] = plot_vqa_examples(gallery.vqa, directory / GALLERY_FILES["vqa"],
-                                         title=f"VQA on {gallery.vqa_source}: predicted and true answers",
-                                         by_family=gallery.vqa_by_family,
-                                         by_family_chance=gallery.vqa_by_family_chance).name
+        files["vqa"] = plot_vqa_examples(
+            gallery.vqa,
+            directory / GALLERY_FILES["vqa"],
+            title=f"VQA on {gallery.vqa_source}: predicted and true answers",
+            by_family=gallery.vqa_by_family,
+            by_family_chance=gallery.vqa_by_family_chance,
+        ).name
     if gallery.nlvr2:
         files["nlvr2"] = plot_nlvr2_examples(
-            gallery.nlvr2, directory / GALLERY_FILES["nlvr2"],
-            title=f"NLVR2 on {gallery.nlvr2_source}: is the statement true of the image pair?").name
+            gallery.nlvr2,
+            directory / GALLERY_FILES["nlvr2"],
+            title=f"NLVR2 on {gallery.nlvr2_source}: is the statement true of the image pair?",
+        ).name
     return gallery_markdown(gallery, files)

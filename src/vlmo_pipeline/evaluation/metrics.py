@@ -13,7 +13,7 @@ All recalls are percentages.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import torch
 from torchmetrics import Metric
@@ -137,8 +137,10 @@ def retrieval_recall(
     if text_to_image.shape != (n_texts,):
         raise ValueError(f"text_to_image must be ({n_texts},); got {tuple(text_to_image.shape)}")
     if int(text_to_image.min()) < 0 or int(text_to_image.max()) >= n_images:
-        raise ValueError(f"text_to_image values must be image rows in [0, {n_images}); got "
-                         f"[{int(text_to_image.min())}, {int(text_to_image.max())}]")
+        raise ValueError(
+            f"text_to_image values must be image rows in [0, {n_images}); got "
+            f"[{int(text_to_image.min())}, {int(text_to_image.max())}]"
+        )
     image_feats = image_feats.to(text_feats.device)
 
     def text_matches_image(start: int, topk_text_indices: torch.Tensor) -> torch.Tensor:

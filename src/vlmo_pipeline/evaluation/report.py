@@ -30,8 +30,9 @@ import csv
 import io
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -80,11 +81,20 @@ NUMBER, NUMBERS = _Leaf("NUMBER"), _Leaf("NUMBERS")
 #: ``NUMBERS`` is a dict of numbers whose keys depend on the data.
 METRICS_SHAPE: dict[str, Any] = {
     "retrieval": {"coco": RECALL_KEYS, "f30k": RECALL_KEYS},
-    "vqa": {"score": NUMBER, "score_shuffled_images": NUMBER, "score_blank_images": NUMBER, "by_type": NUMBERS,
-            "by_family": NUMBERS},
+    "vqa": {
+        "score": NUMBER,
+        "score_shuffled_images": NUMBER,
+        "score_blank_images": NUMBER,
+        "by_type": NUMBERS,
+        "by_family": NUMBERS,
+    },
     "nlvr2": ("dev_acc", "test_acc", "dev_acc_shuffled_images"),
-    "itm": ("acc_hard_negatives", "acc_random_negatives", "hard_negative_duplicate_rate",
-            "random_negative_duplicate_rate"),
+    "itm": (
+        "acc_hard_negatives",
+        "acc_random_negatives",
+        "hard_negative_duplicate_rate",
+        "random_negative_duplicate_rate",
+    ),
 }
 #: Keys of ``metrics["chance"]``: the baselines of the scores that have one.
 CHANCE_SHAPE: dict[str, Any] = {
@@ -129,11 +139,11 @@ def assemble_metrics(
     :data:`CHANCE_SHAPE`); extra keys are dropped. ``retrieval_rerank`` (``k`` and the re-ranked recall of every
     retrieval dataset) is written only when given.
     """
-    sections = {"retrieval": retrieval, "retrieval_rerank": retrieval_rerank, "vqa": vqa, "nlvr2": nlvr2,
-                "itm": itm}
+    sections = {"retrieval": retrieval, "retrieval_rerank": retrieval_rerank, "vqa": vqa, "nlvr2": nlvr2, "itm": itm}
     shapes = {**METRICS_SHAPE, **OPTIONAL_SHAPE}
-    metrics: dict[str, Any] = {name: _numbers(values, shapes[name]) for name, values in sections.items()
-                               if values is not None}  # re-ranked recall right after the dual encoder's
+    metrics: dict[str, Any] = {
+        name: _numbers(values, shapes[name]) for name, values in sections.items() if values is not None
+    }  # re-ranked recall right after the dual encoder's
     metrics["chance"] = _numbers(chance, CHANCE_SHAPE)
     metrics["timing"] = {key: float(value) for key, value in (timing or {}).items()}
     metrics["model"] = dict(model)
@@ -195,8 +205,10 @@ def plot_loss_curves(histories: Mapping[str, Sequence[tuple[int, float]]], path:
         axis.set_visible(True)
         axis.plot(steps, values, color="tab:blue", alpha=0.35, linewidth=1, label="per step")
         window = max(1, len(values) // 10)
-        smoothed = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1])
-                    for i in range(len(values))]
+        smoothed = [
+            sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+            for i in range(len(values))
+        ]
         axis.plot(steps, smoothed, color="tab:blue", linewidth=2, label=f"mean of {window}")
         axis.set_title(name)
         axis.set_xlabel("step")
@@ -217,10 +229,11 @@ def plot_recall_bars(metrics: Mapping[str, Any], path: str | os.PathLike) -> Pat
         model_values = [metrics["retrieval"][name][key] for key in keys]
         chance_values = [metrics["chance"]["retrieval"][name][key] for key in keys]
         axis.bar([p - 0.2 for p in positions], model_values, width=0.4, label="model", color="tab:green")
-        axis.bar([p + 0.2 for p in positions], chance_values, width=0.4, label="chance", color="lightgray",
-                 hatch="//")
-        axis.set_xticks(list(positions), [key.replace("_r", " R@").upper().replace("TR", "I→T").replace("IR", "T→I")
-                                          for key in keys])
+        axis.bar([p + 0.2 for p in positions], chance_values, width=0.4, label="chance", color="lightgray", hatch="//")
+        axis.set_xticks(
+            list(positions),
+            [key.replace("_r", " R@").upper().replace("TR", "I→T").replace("IR", "T→I") for key in keys],
+        )
         axis.set_ylim(0, 100)
         axis.set_ylabel("recall (%)")
         axis.set_title(f"{name} test retrieval")
@@ -248,9 +261,13 @@ def _row(cells: Sequence[Any]) -> str:
     return "| " + " | ".join(f"{cell:.1f}" if isinstance(cell, float) else str(cell) for cell in cells) + " |"
 
 
-def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]],
-                           plots: Mapping[str, str], sections: Sequence[str] = (),
-                           parameter_tables: Mapping[str, str] | None = None) -> str:
+def render_report_markdown(
+    metrics: Mapping[str, Any],
+    stages: Mapping[str, Mapping[str, Any]],
+    plots: Mapping[str, str],
+    sections: Sequence[str] = (),
+    parameter_tables: Mapping[str, str] | None = None,
+) -> str:
     """A short Markdown report: retrieval / VQA / NLVR2 / ITM tables against chance, the image controls, VQA per
     answer type and per question family, stage losses (with each stage's trainable-parameter count and, from
     ``parameter_tables`` = stage → relative link, its ``trainable_parameters.md``), the plots, then the extra
@@ -262,8 +279,12 @@ def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapp
     if model:
         lines += [f"Model: `{model.get('config', '?')}` ({model.get('parameters', '?')} parameters).", ""]
     rerank = metrics.get("retrieval_rerank")
-    lines += ["## Retrieval (test split, dual encoder, full image × caption matrix)", "",
-              _row(["dataset", "", *RECALL_KEYS]), _row(["---"] * (len(RECALL_KEYS) + 2))]
+    lines += [
+        "## Retrieval (test split, dual encoder, full image × caption matrix)",
+        "",
+        _row(["dataset", "", *RECALL_KEYS]),
+        _row(["---"] * (len(RECALL_KEYS) + 2)),
+    ]
     for name, scores in metrics["retrieval"].items():
         lines.append(_row([name, "model", *(scores[key] for key in RECALL_KEYS)]))
         if rerank and name in rerank:
@@ -271,68 +292,149 @@ def render_report_markdown(metrics: Mapping[str, Any], stages: Mapping[str, Mapp
         lines.append(_row([name, "chance", *(chance["retrieval"][name][key] for key in RECALL_KEYS)]))
     lines.append("")
     if rerank:
-        lines += [f"ITM re-rank: the top {rerank['k']} candidates of every query (both directions) scored as cosine + "
-                  "ITM match logit of the stage-3 model (the fine-tuned dual encoders keep no ITM head), as the "
-                  "official `compute_irtr_recall_with_rerank`.", ""]
-    seconds = [f"{name}: dual encoder {timing[f'retrieval_{name}_dual_encoder_s']:.1f} s"
-               + (f", ITM re-rank {timing[f'retrieval_{name}_rerank_s']:.1f} s"
-                  if f"retrieval_{name}_rerank_s" in timing else "")
-               for name in metrics["retrieval"] if f"retrieval_{name}_dual_encoder_s" in timing]
+        lines += [
+            f"ITM re-rank: the top {rerank['k']} candidates of every query (both directions) scored as cosine + "
+            "ITM match logit of the stage-3 model (the fine-tuned dual encoders keep no ITM head), as the "
+            "official `compute_irtr_recall_with_rerank`.",
+            "",
+        ]
+    seconds = [
+        f"{name}: dual encoder {timing[f'retrieval_{name}_dual_encoder_s']:.1f} s"
+        + (
+            f", ITM re-rank {timing[f'retrieval_{name}_rerank_s']:.1f} s"
+            if f"retrieval_{name}_rerank_s" in timing
+            else ""
+        )
+        for name in metrics["retrieval"]
+        if f"retrieval_{name}_dual_encoder_s" in timing
+    ]
     if seconds:
         lines += ["Time (embeddings + recall; re-rank: fused passes + recall): " + "; ".join(seconds) + ".", ""]
     vqa, nlvr2, itm = metrics["vqa"], metrics["nlvr2"], metrics["itm"]
-    lines += ["## VQA, NLVR2 and ITM", "", _row(["task", "metric", "model", "baseline"]), _row(["---"] * 4),
-              _row(["VQA", "VQA score", vqa["score"], chance["vqa"]["score"]]),
-              _row(["NLVR2", "dev accuracy", nlvr2["dev_acc"], chance["nlvr2"]["dev_acc"]]),
-              _row(["NLVR2", "test1 accuracy", nlvr2["test_acc"], chance["nlvr2"]["test_acc"]]),
-              _row(["ITM (stage 3)", "accuracy, hard negatives", itm["acc_hard_negatives"],
-                    chance["itm"]["acc_hard_negatives"]]),
-              _row(["ITM (stage 3)", "accuracy, random negatives", itm["acc_random_negatives"],
-                    chance["itm"]["acc_random_negatives"]]),
-              "", "Baselines: expected recall of a random ranking; always the majority training answer (VQA) or "
-              "label (NLVR2); guessing on the balanced ITM decisions (50).", ""]
-    lines += ["## Does the model look at the image?", "",
-              _row(["task", "metric", "real images", "shuffled images", "blank images", "baseline"]),
-              _row(["---"] * 6),
-              _row(["VQA", "VQA score", vqa["score"], vqa["score_shuffled_images"], vqa["score_blank_images"],
-                    chance["vqa"]["score"]]),
-              _row(["NLVR2", "dev accuracy", nlvr2["dev_acc"], nlvr2["dev_acc_shuffled_images"], "n/a",
-                    chance["nlvr2"]["dev_acc"]]),
-              _row(["ITM (stage 3)", "accuracy, hard negatives", itm["acc_hard_negatives"], "n/a", "n/a",
-                    chance["itm"]["acc_hard_negatives"]]),
-              _row(["ITM (stage 3)", "accuracy, random negatives", itm["acc_random_negatives"], "n/a", "n/a",
-                    chance["itm"]["acc_random_negatives"]]),
-              "",
-              "Shuffled: every question / statement scored with the image (pair) of another test example (a seeded "
-              "permutation of the images without fixed points: nothing keeps its own image). Blank: every image "
-              "replaced by a mid-grey one. A model that reads the image drops towards the baseline; equal numbers "
-              "mean it answers from the text alone. ITM: one positive and one negative caption per test image "
-              "(negatives: hard = sampled from the model's ITC similarities, random = uniform), so 50 is chance; "
-              f"{itm['hard_negative_duplicate_rate']:.1f} % of the hard and {itm['random_negative_duplicate_rate']:.1f}"
-              " % of the random negatives are word for word the positive caption.", ""]
+    lines += [
+        "## VQA, NLVR2 and ITM",
+        "",
+        _row(["task", "metric", "model", "baseline"]),
+        _row(["---"] * 4),
+        _row(["VQA", "VQA score", vqa["score"], chance["vqa"]["score"]]),
+        _row(["NLVR2", "dev accuracy", nlvr2["dev_acc"], chance["nlvr2"]["dev_acc"]]),
+        _row(["NLVR2", "test1 accuracy", nlvr2["test_acc"], chance["nlvr2"]["test_acc"]]),
+        _row(
+            [
+                "ITM (stage 3)",
+                "accuracy, hard negatives",
+                itm["acc_hard_negatives"],
+                chance["itm"]["acc_hard_negatives"],
+            ]
+        ),
+        _row(
+            [
+                "ITM (stage 3)",
+                "accuracy, random negatives",
+                itm["acc_random_negatives"],
+                chance["itm"]["acc_random_negatives"],
+            ]
+        ),
+        "",
+        "Baselines: expected recall of a random ranking; always the majority training answer (VQA) or "
+        "label (NLVR2); guessing on the balanced ITM decisions (50).",
+        "",
+    ]
+    lines += [
+        "## Does the model look at the image?",
+        "",
+        _row(["task", "metric", "real images", "shuffled images", "blank images", "baseline"]),
+        _row(["---"] * 6),
+        _row(
+            [
+                "VQA",
+                "VQA score",
+                vqa["score"],
+                vqa["score_shuffled_images"],
+                vqa["score_blank_images"],
+                chance["vqa"]["score"],
+            ]
+        ),
+        _row(
+            [
+                "NLVR2",
+                "dev accuracy",
+                nlvr2["dev_acc"],
+                nlvr2["dev_acc_shuffled_images"],
+                "n/a",
+                chance["nlvr2"]["dev_acc"],
+            ]
+        ),
+        _row(
+            [
+                "ITM (stage 3)",
+                "accuracy, hard negatives",
+                itm["acc_hard_negatives"],
+                "n/a",
+                "n/a",
+                chance["itm"]["acc_hard_negatives"],
+            ]
+        ),
+        _row(
+            [
+                "ITM (stage 3)",
+                "accuracy, random negatives",
+                itm["acc_random_negatives"],
+                "n/a",
+                "n/a",
+                chance["itm"]["acc_random_negatives"],
+            ]
+        ),
+        "",
+        "Shuffled: every question / statement scored with the image (pair) of another test example (a seeded "
+        "permutation of the images without fixed points: nothing keeps its own image). Blank: every image "
+        "replaced by a mid-grey one. A model that reads the image drops towards the baseline; equal numbers "
+        "mean it answers from the text alone. ITM: one positive and one negative caption per test image "
+        "(negatives: hard = sampled from the model's ITC similarities, random = uniform), so 50 is chance; "
+        f"{itm['hard_negative_duplicate_rate']:.1f} % of the hard and {itm['random_negative_duplicate_rate']:.1f}"
+        " % of the random negatives are word for word the positive caption.",
+        "",
+    ]
     counts = metrics.get("data", {}).get("vqa_question_counts", {})
-    for key, title, what in (("by_type", "VQA by answer type", "answer type"),
-                             ("by_family", "VQA by question family (demo world)", "question family")):
+    for key, title, what in (
+        ("by_type", "VQA by answer type", "answer type"),
+        ("by_family", "VQA by question family (demo world)", "question family"),
+    ):
         if not vqa[key]:
             continue
         baseline = "majority answer of the type" if key == "by_type" else "majority answer of the family"
         lines += [f"## {title}", "", _row([what, "questions", "model", baseline]), _row(["---"] * 4)]
         for name, score in vqa[key].items():
-            lines.append(_row([name, counts.get(key, {}).get(name, "?"), score,
-                               _number(chance["vqa"][key].get(name))]))
+            lines.append(_row([name, counts.get(key, {}).get(name, "?"), score, _number(chance["vqa"][key].get(name))]))
         lines.append("")
     if stages:
         parameter_tables = parameter_tables or {}
-        lines += ["## Training", "", _row(["stage / task", "steps", "first loss", "last loss", "seconds",
-                                           "trainable parameters"]),
-                  _row(["---"] * 6)]
+        lines += [
+            "## Training",
+            "",
+            _row(["stage / task", "steps", "first loss", "last loss", "seconds", "trainable parameters"]),
+            _row(["---"] * 6),
+        ]
         for name, stage in stages.items():
-            lines.append(_row([name, stage.get("global_step", "?"), _number(stage.get("first_loss")),
-                               _number(stage.get("last_loss")), _number(stage.get("seconds")),
-                               _trainable_cell(stage.get("parameters"), parameter_tables.get(name))]))
-        lines += ["", "First / last loss: mean over the first / last fifth of the logged steps. Trainable "
-                  "parameters: of the whole model; the linked table splits them by module group (what each stage "
-                  "freezes).", ""]
+            lines.append(
+                _row(
+                    [
+                        name,
+                        stage.get("global_step", "?"),
+                        _number(stage.get("first_loss")),
+                        _number(stage.get("last_loss")),
+                        _number(stage.get("seconds")),
+                        _trainable_cell(stage.get("parameters"), parameter_tables.get(name)),
+                    ]
+                )
+            )
+        lines += [
+            "",
+            "First / last loss: mean over the first / last fifth of the logged steps. Trainable "
+            "parameters: of the whole model; the linked table splits them by module group (what each stage "
+            "freezes).",
+            "",
+        ]
     for title, file_name in plots.items():
         lines += [f"![{title}]({file_name})", ""]
     lines += list(sections)
@@ -347,14 +449,14 @@ def _trainable_cell(counts: Any, link: str | None) -> str:
     return f"{text} ([table]({link}))" if link else text
 
 
-def parameter_table_links(directory: str | os.PathLike,
-                          stages: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def parameter_table_links(directory: str | os.PathLike, stages: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """Stage → link, relative to ``directory``, of the ``trainable_parameters.md`` each training run wrote beside
     its CSV log (``parameter_table`` of its summary, else next to ``log_csv``); stages without one are left out."""
     links = {}
     for name, stage in stages.items():
         table = stage.get("parameter_table") or (
-            str(Path(stage["log_csv"]).parent / "trainable_parameters.md") if stage.get("log_csv") else None)
+            str(Path(stage["log_csv"]).parent / "trainable_parameters.md") if stage.get("log_csv") else None
+        )
         if table and Path(table).is_file():
             links[name] = Path(os.path.relpath(Path(table).resolve(), Path(directory).resolve())).as_posix()
     return links
@@ -376,7 +478,7 @@ def recall_table_csv(metrics: Mapping[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
-    ks = [int(key[len("tr_r"):]) for key in RECALL_KEYS if key.startswith("tr_r")]
+    ks = [int(key[len("tr_r") :]) for key in RECALL_KEYS if key.startswith("tr_r")]
     for k in ks:
         row: list[Any] = [k]
         for section in (metrics["retrieval"], metrics["chance"]["retrieval"]):
@@ -386,9 +488,13 @@ def recall_table_csv(metrics: Mapping[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any],
-                 histories: Mapping[str, Sequence[tuple[int, float]]],
-                 stages: Mapping[str, Mapping[str, Any]], gallery: Gallery | None = None) -> Path:
+def write_report(
+    directory: str | os.PathLike,
+    metrics: Mapping[str, Any],
+    histories: Mapping[str, Sequence[tuple[int, float]]],
+    stages: Mapping[str, Mapping[str, Any]],
+    gallery: Gallery | None = None,
+) -> Path:
     """Write ``loss_curves.png``, ``recall_at_k.png``, ``recall_at_k.csv``, the gallery PNGs (when ``gallery``
     has examples) and ``report.md`` (written last, linking every image relatively) into ``directory``."""
     from vlmo_pipeline.evaluation.gallery import write_gallery
@@ -402,6 +508,10 @@ def write_report(directory: str | os.PathLike, metrics: Mapping[str, Any],
     atomic_write_text(directory / "recall_at_k.csv", recall_table_csv(metrics))
     sections = write_gallery(directory, gallery) if gallery is not None else []
     report = directory / "report.md"
-    atomic_write_text(report, render_report_markdown(metrics, stages, plots, sections,
-                                                     parameter_tables=parameter_table_links(directory, stages)))
+    atomic_write_text(
+        report,
+        render_report_markdown(
+            metrics, stages, plots, sections, parameter_tables=parameter_table_links(directory, stages)
+        ),
+    )
     return report

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -60,8 +61,16 @@ from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.transforms import build_eval_transform
 from vlmo_pipeline.models.vlmo import VOCAB_NAME
 
-__all__ = ["EvaluationConfig", "EvaluationResult", "evaluate_all", "run_evaluation", "RETRIEVAL_DATASETS",
-           "MODEL_NAMES", "GALLERY_RETRIEVAL_DATASET", "ITM_DATASET"]
+__all__ = [
+    "EvaluationConfig",
+    "EvaluationResult",
+    "evaluate_all",
+    "run_evaluation",
+    "RETRIEVAL_DATASETS",
+    "MODEL_NAMES",
+    "GALLERY_RETRIEVAL_DATASET",
+    "ITM_DATASET",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -110,14 +119,13 @@ class EvaluationConfig:
             raise ValueError(f"parameters evaluate: rerank_k must be >= 0 (0 = no re-ranking), got {self.rerank_k}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "EvaluationConfig":
+    def from_dict(cls, values: Mapping[str, Any] | None) -> EvaluationConfig:
         values = dict(values or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"parameters evaluate: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**{key: list(value) if isinstance(value, (list, tuple)) else value
-                      for key, value in values.items()})
+        return cls(**{key: list(value) if isinstance(value, (list, tuple)) else value for key, value in values.items()})
 
 
 def _load(model_dir: Path, max_text_len: int) -> tuple[VLMo, VLMoTokenizer]:
@@ -134,20 +142,25 @@ def _load_itm_model(directory: Path, vocab_file: Path, image_size: int | None = 
     ``image_size`` it is loaded at that image size (rel-pos table resized) to score another model's images."""
     own_vocab = directory / VOCAB_NAME
     if not own_vocab.is_file() or own_vocab.read_bytes() != Path(vocab_file).read_bytes():
-        raise ValueError(f"{directory}: its {VOCAB_NAME} differs from {vocab_file} (or is missing); the ITM head "
-                         "cannot score text tokenised with another vocabulary")
+        raise ValueError(
+            f"{directory}: its {VOCAB_NAME} differs from {vocab_file} (or is missing); the ITM head "
+            "cannot score text tokenised with another vocabulary"
+        )
     model = VLMo.from_pretrained(directory)
     if image_size is not None and model.config.image_size != image_size:
         model = VLMo.from_pretrained(directory, image_size=image_size)
     if getattr(model, "itm_score", None) is None:
-        raise ValueError(f"{directory}: the model has no ITM head (loss_names {list(model.config.loss_names)}); "
-                         "held-out ITM and re-ranking need the stage-3 model")
+        raise ValueError(
+            f"{directory}: the model has no ITM head (loss_names {list(model.config.loss_names)}); "
+            "held-out ITM and re-ranking need the stage-3 model"
+        )
     return model
 
 
 def _loader(dataset, config: EvaluationConfig) -> DataLoader:
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers,
-                      collate_fn=collate)
+    return DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers, collate_fn=collate
+    )
 
 
 @dataclass
@@ -186,8 +199,11 @@ def run_evaluation(
         stage_summaries: training summaries per stage/task (go to ``metrics["model"]["stages"]``).
     """
     started_all = time.perf_counter()
-    gallery = Gallery(retrieval_source=f"{GALLERY_RETRIEVAL_DATASET} {config.retrieval_split}",
-                      vqa_source=f"vqav2 {config.vqa_split}", nlvr2_source=f"nlvr2 {config.nlvr2_dev_split}")
+    gallery = Gallery(
+        retrieval_source=f"{GALLERY_RETRIEVAL_DATASET} {config.retrieval_split}",
+        vqa_source=f"vqav2 {config.vqa_split}",
+        nlvr2_source=f"nlvr2 {config.nlvr2_dev_split}",
+    )
     device = default_device() if config.device == "auto" else torch.device(config.device)
     missing = [name for name in MODEL_NAMES if name not in model_dirs]
     if missing:
@@ -208,10 +224,18 @@ def run_evaluation(
         images = ImageTextDataset(source, transform=transform, image_only=True)
         texts = ImageTextDataset(source, tokenizer=tokenizer, max_text_len=tokenizer.max_len, text_only=True)
         queries = retrieval_query_rows(texts, config.gallery_captions) if name == GALLERY_RETRIEVAL_DATASET else []
-        scores = evaluate_retrieval(model, _loader(images, config), _loader(texts, config), ks=config.retrieval_ks,
-                                    rerank_k=config.rerank_k, device=device, example_queries=queries,
-                                    example_depth=config.gallery_depth, itm_model=itm_model,
-                                    desc=f"retrieval {name} {config.retrieval_split}")
+        scores = evaluate_retrieval(
+            model,
+            _loader(images, config),
+            _loader(texts, config),
+            ks=config.retrieval_ks,
+            rerank_k=config.rerank_k,
+            device=device,
+            example_queries=queries,
+            example_depth=config.gallery_depth,
+            itm_model=itm_model,
+            desc=f"retrieval {name} {config.retrieval_split}",
+        )
         if queries:
             gallery.retrieval = retrieval_examples(images, texts, scores.pop("examples"))
         for key, seconds in scores.pop("timing").items():
@@ -222,24 +246,41 @@ def run_evaluation(
         captions_per_image = texts.table.list_lengths("caption").tolist()
         chance_retrieval[name] = retrieval_chance(captions_per_image, config.retrieval_ks)
         data_counts[f"{name}_{config.retrieval_split}"] = {"images": len(images), "captions": len(texts)}
-        logger.info("retrieval %s: %s; ITM re-rank of the top %d: %s", name, retrieval[name], config.rerank_k,
-                    retrieval_rerank.get(name, "off"))
+        logger.info(
+            "retrieval %s: %s; ITM re-rank of the top %d: %s",
+            name,
+            retrieval[name],
+            config.rerank_k,
+            retrieval_rerank.get(name, "off"),
+        )
 
     started = time.perf_counter()
     itm_model = _load_itm_model(stage3_dir, stage3_dir / VOCAB_NAME)
-    itm_tokenizer = VLMoTokenizer(stage3_dir / VOCAB_NAME, lowercase=True,
-                                  max_len=min(config.max_text_len, itm_model.config.max_text_len))
+    itm_tokenizer = VLMoTokenizer(
+        stage3_dir / VOCAB_NAME, lowercase=True, max_len=min(config.max_text_len, itm_model.config.max_text_len)
+    )
     itm_source = (Path(dataset_dirs[ITM_DATASET]), config.retrieval_split)
-    itm_images = ImageTextDataset(itm_source, transform=build_eval_transform(itm_model.config.image_size),
-                                  image_only=True)
-    itm_texts = ImageTextDataset(itm_source, tokenizer=itm_tokenizer, max_text_len=itm_tokenizer.max_len,
-                                 text_only=True)
-    itm_outcome = evaluate_itm(itm_model, itm_images, itm_texts, batch_size=config.batch_size, seed=seed,
-                               device=device, num_workers=config.num_workers,
-                               desc=f"itm (stage 3) {ITM_DATASET} {config.retrieval_split}")
+    itm_images = ImageTextDataset(
+        itm_source, transform=build_eval_transform(itm_model.config.image_size), image_only=True
+    )
+    itm_texts = ImageTextDataset(
+        itm_source, tokenizer=itm_tokenizer, max_text_len=itm_tokenizer.max_len, text_only=True
+    )
+    itm_outcome = evaluate_itm(
+        itm_model,
+        itm_images,
+        itm_texts,
+        batch_size=config.batch_size,
+        seed=seed,
+        device=device,
+        num_workers=config.num_workers,
+        desc=f"itm (stage 3) {ITM_DATASET} {config.retrieval_split}",
+    )
     itm = {key: value for key, value in itm_outcome.items() if isinstance(value, float)}
-    data_counts[f"itm_{ITM_DATASET}_{config.retrieval_split}"] = {"images": itm_outcome["images"],
-                                                                  "decisions": 2 * itm_outcome["images"]}
+    data_counts[f"itm_{ITM_DATASET}_{config.retrieval_split}"] = {
+        "images": itm_outcome["images"],
+        "decisions": 2 * itm_outcome["images"],
+    }
     timing["itm_s"] = time.perf_counter() - started
     logger.info("itm (stage 3, %s %s): %s", ITM_DATASET, config.retrieval_split, itm)
 
@@ -247,20 +288,34 @@ def run_evaluation(
     model, tokenizer = _load(Path(model_dirs["vqa"]), config.max_text_len)
     vqa_dir = Path(dataset_dirs["vqav2"])
     transform = build_eval_transform(model.config.image_size)
-    vqa_eval = VQADataset((vqa_dir, config.vqa_split), transform=transform, tokenizer=tokenizer,
-                          max_text_len=tokenizer.max_len, drop_unanswerable=config.vqa_split != "test")
+    vqa_eval = VQADataset(
+        (vqa_dir, config.vqa_split),
+        transform=transform,
+        tokenizer=tokenizer,
+        max_text_len=tokenizer.max_len,
+        drop_unanswerable=config.vqa_split != "test",
+    )
     if vqa_eval.num_labels != model.config.vqa_num_labels:
-        raise ValueError(f"the VQA model has {model.config.vqa_num_labels} answers, {vqa_dir} has {vqa_eval.num_labels}")
-    vqa_train = VQADataset([(vqa_dir, split) for split in config.vqa_train_splits], transform=transform,
-                           tokenizer=tokenizer, max_text_len=tokenizer.max_len, drop_unanswerable=True)
+        raise ValueError(
+            f"the VQA model has {model.config.vqa_num_labels} answers, {vqa_dir} has {vqa_eval.num_labels}"
+        )
+    vqa_train = VQADataset(
+        [(vqa_dir, split) for split in config.vqa_train_splits],
+        transform=transform,
+        tokenizer=tokenizer,
+        max_text_len=tokenizer.max_len,
+        drop_unanswerable=True,
+    )
     vqa_real = evaluate_vqa(model, _loader(vqa_eval, config), device=device, desc=f"vqa {config.vqa_split}")
     timing["vqa_s"] = time.perf_counter() - started
     started = time.perf_counter()
     shuffled_vqa, _ = with_shuffled_images(vqa_eval, seed, key_column="image_id")
-    vqa_shuffled = evaluate_vqa(model, _loader(shuffled_vqa, config), device=device,
-                                desc=f"vqa {config.vqa_split}, shuffled images")
-    vqa_blank = evaluate_vqa(model, _loader(with_blank_images(vqa_eval), config), device=device,
-                             desc=f"vqa {config.vqa_split}, blank images")
+    vqa_shuffled = evaluate_vqa(
+        model, _loader(shuffled_vqa, config), device=device, desc=f"vqa {config.vqa_split}, shuffled images"
+    )
+    vqa_blank = evaluate_vqa(
+        model, _loader(with_blank_images(vqa_eval), config), device=device, desc=f"vqa {config.vqa_split}, blank images"
+    )
     timing["vqa_controls_s"] = time.perf_counter() - started
     groups, train_groups = vqa_question_groups(vqa_eval), vqa_question_groups(vqa_train)
     orders = {"answer_type": VQA_ANSWER_TYPES, "family": QUESTION_FAMILIES}
@@ -273,15 +328,23 @@ def run_evaluation(
     }
     vqa_chance = {"score": vqa_majority_baseline(vqa_train, vqa_eval)}
     for key, group in (("by_type", "answer_type"), ("by_family", "family")):
-        vqa_chance[key] = vqa_majority_baseline_by_group(vqa_train, vqa_eval, train_groups[group], groups[group],
-                                                         orders[group])
+        vqa_chance[key] = vqa_majority_baseline_by_group(
+            vqa_train, vqa_eval, train_groups[group], groups[group], orders[group]
+        )
     gallery.vqa = vqa_examples(vqa_eval, vqa_real["predictions"], config.gallery_vqa)
     gallery.vqa_by_family, gallery.vqa_by_family_chance = dict(vqa["by_family"]), dict(vqa_chance["by_family"])
     data_counts[f"vqav2_{config.vqa_split}"] = {"questions": len(vqa_eval), "answers": vqa_eval.num_labels}
-    data_counts["vqa_question_counts"] = {"by_type": group_counts(groups["answer_type"], VQA_ANSWER_TYPES),
-                                          "by_family": group_counts(groups["family"], QUESTION_FAMILIES)}
-    logger.info("vqa: score %.2f, shuffled images %.2f, blank images %.2f (majority answer %.2f)", vqa["score"],
-                vqa["score_shuffled_images"], vqa["score_blank_images"], vqa_chance["score"])
+    data_counts["vqa_question_counts"] = {
+        "by_type": group_counts(groups["answer_type"], VQA_ANSWER_TYPES),
+        "by_family": group_counts(groups["family"], QUESTION_FAMILIES),
+    }
+    logger.info(
+        "vqa: score %.2f, shuffled images %.2f, blank images %.2f (majority answer %.2f)",
+        vqa["score"],
+        vqa["score_shuffled_images"],
+        vqa["score_blank_images"],
+        vqa_chance["score"],
+    )
 
     started = time.perf_counter()
     model, tokenizer = _load(Path(model_dirs["nlvr2"]), config.max_text_len)
@@ -289,8 +352,9 @@ def run_evaluation(
     transform = build_eval_transform(model.config.image_size)
 
     def nlvr2_dataset(split: str) -> NLVR2Dataset:
-        return NLVR2Dataset((nlvr2_dir, split), transform=transform, tokenizer=tokenizer,
-                            max_text_len=tokenizer.max_len)
+        return NLVR2Dataset(
+            (nlvr2_dir, split), transform=transform, tokenizer=tokenizer, max_text_len=tokenizer.max_len
+        )
 
     nlvr2_train = nlvr2_dataset(config.nlvr2_train_split)
     nlvr2_scores, nlvr2_chance = {}, {}
@@ -308,8 +372,8 @@ def run_evaluation(
     started = time.perf_counter()
     shuffled_pairs, _ = with_shuffled_images(nlvr2_dev, seed, key_column=None)  # one pair per row
     nlvr2_scores["dev_acc_shuffled_images"] = evaluate_nlvr2(
-        model, _loader(shuffled_pairs, config), device=device,
-        desc=f"nlvr2 {config.nlvr2_dev_split}, shuffled images")["accuracy"]
+        model, _loader(shuffled_pairs, config), device=device, desc=f"nlvr2 {config.nlvr2_dev_split}, shuffled images"
+    )["accuracy"]
     timing["nlvr2_controls_s"] = time.perf_counter() - started
     logger.info("nlvr2: %s (majority class %s)", nlvr2_scores, nlvr2_chance)
 
@@ -321,15 +385,29 @@ def run_evaluation(
         "depth": model.config.depth,
         "image_size": model.config.image_size,
         "device": str(device),
-        "stages": {name: {key: summary.get(key) for key in ("global_step", "first_loss", "last_loss", "seconds",
-                                                              "train_samples")}
-                   for name, summary in stages.items()},
+        "stages": {
+            name: {
+                key: summary.get(key) for key in ("global_step", "first_loss", "last_loss", "seconds", "train_samples")
+            }
+            for name, summary in stages.items()
+        },
     }
     timing["total_s"] = time.perf_counter() - started_all
-    chance = {"retrieval": chance_retrieval, "vqa": vqa_chance, "nlvr2": nlvr2_chance,
-              "itm": {key: ITM_CHANCE for key in ("acc_hard_negatives", "acc_random_negatives")}}
+    chance = {
+        "retrieval": chance_retrieval,
+        "vqa": vqa_chance,
+        "nlvr2": nlvr2_chance,
+        "itm": {key: ITM_CHANCE for key in ("acc_hard_negatives", "acc_random_negatives")},
+    }
     metrics = assemble_metrics(
-        retrieval, vqa, nlvr2_scores, itm, chance, model=model_info, data=data_counts, timing=timing,
+        retrieval,
+        vqa,
+        nlvr2_scores,
+        itm,
+        chance,
+        model=model_info,
+        data=data_counts,
+        timing=timing,
         retrieval_rerank={"k": int(config.rerank_k), **retrieval_rerank} if retrieval_rerank else None,
     )
     return EvaluationResult(metrics=metrics, gallery=gallery)

@@ -9,9 +9,10 @@ import logging
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +55,11 @@ class LoadReport:
     def problems(self) -> dict[str, list[str]]:
         """Missing (beyond ``expected_missing``), unexpected and mis-shaped keys, by kind; empty when none."""
         expected = set(self.expected_missing)
-        kinds = (("missing", [k for k in self.missing if k not in expected]), ("unexpected", self.unexpected),
-                 ("shape mismatch", self.mismatched))
+        kinds = (
+            ("missing", [k for k in self.missing if k not in expected]),
+            ("unexpected", self.unexpected),
+            ("shape mismatch", self.mismatched),
+        )
         return {label: keys for label, keys in kinds if keys}
 
     def brief(self, shown: int = 3) -> str:
@@ -68,7 +72,11 @@ class LoadReport:
 
     def describe(self, limit: int = 60) -> str:
         parts = []
-        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("shape mismatch", self.mismatched)):
+        for label, keys in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("shape mismatch", self.mismatched),
+        ):
             if keys:
                 shown = ", ".join(keys[:limit]) + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
                 parts.append(f"{len(keys)} {label} key(s): {shown}")
@@ -126,7 +134,7 @@ def read_state_dict(path_or_state_dict: str | os.PathLike | Mapping[str, Any]) -
     for key, value in raw.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
-        state_dict[key[len("module."):] if key.startswith("module.") else key] = value
+        state_dict[key[len("module.") :] if key.startswith("module.") else key] = value
     if not state_dict:
         raise ValueError(f"{source}: the checkpoint holds no tensors")
     return state_dict, hints
@@ -278,7 +286,9 @@ def adapt_state_dict(state_dict: StateDict, config: VLMoConfig, notes: list[str]
                 f"max_text_len_of_initckpt={config.max_text_len_of_initckpt} (model needs {target.num_rows})"
             )
         adapted[TABLE_KEY] = resize_relative_position_table(table, source_grid, config.grid_size)
-        notes.append(f"resized {TABLE_KEY} grid {source_grid} -> {config.grid_size} ({table.shape[0]} -> {target.num_rows} rows)")
+        notes.append(
+            f"resized {TABLE_KEY} grid {source_grid} -> {config.grid_size} ({table.shape[0]} -> {target.num_rows} rows)"
+        )
 
     token_types = adapted.get("token_type_embeddings.weight")
     if token_types is not None and token_types.shape[0] == 2 and config.num_token_types == 3:
@@ -297,7 +307,11 @@ def _interpolate_pos_embed(pos_embed: torch.Tensor, grid_size: int) -> torch.Ten
 
 
 def load_into_model(
-    model: VLMo, state_dict: StateDict, strict: bool = True, source: str = "<state dict>", adapt: bool = True,
+    model: VLMo,
+    state_dict: StateDict,
+    strict: bool = True,
+    source: str = "<state dict>",
+    adapt: bool = True,
     log: bool = True,
 ) -> LoadReport:
     """Load ``state_dict`` (adapted to the model's config) into ``model``.
@@ -316,7 +330,9 @@ def load_into_model(
     for key, value in state_dict.items():
         if key in expected:
             if tuple(value.shape) != tuple(expected[key].shape):
-                report.mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(expected[key].shape)}")
+                report.mismatched.append(
+                    f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(expected[key].shape)}"
+                )
             else:
                 loadable[key] = value
     if strict and not report.ok:
@@ -334,13 +350,22 @@ def _log_load(report: LoadReport, what: str = "") -> None:
     problems = report.problems()
     notes = "; ".join(report.notes)
     if problems:
-        logger.warning("%s%s loaded non-strictly: %s%s (LoadReport in model.load_report lists every key)",
-                       what, report.source, report.brief(), f"; {notes}" if notes else "")
+        logger.warning(
+            "%s%s loaded non-strictly: %s%s (LoadReport in model.load_report lists every key)",
+            what,
+            report.source,
+            report.brief(),
+            f"; {notes}" if notes else "",
+        )
     elif notes or report.expected_missing:
-        kept = (f"; {len(report.expected_missing)} tensors it does not hold keep their initialisation"
-                if report.expected_missing else "")
-        logger.info("%s%s: %d tensors loaded%s%s", what, report.source, report.loaded, kept,
-                    f" ({notes})" if notes else "")
+        kept = (
+            f"; {len(report.expected_missing)} tensors it does not hold keep their initialisation"
+            if report.expected_missing
+            else ""
+        )
+        logger.info(
+            "%s%s: %d tensors loaded%s%s", what, report.source, report.loaded, kept, f" ({notes})" if notes else ""
+        )
 
 
 # ----------------------------------------------------------------------------------------- public API
@@ -427,12 +452,15 @@ def load_beit_checkpoint(
     if per_layer_tables and model.relative_position_bias_table is not None:
         if sorted(per_layer_tables) != list(range(config.depth)):
             raise CheckpointMismatchError(
-                f"{source}: BEiT relative position tables for layers {sorted(per_layer_tables)}, model has {config.depth}"
+                f"{source}: BEiT relative position tables for layers {sorted(per_layer_tables)}, "
+                f"model has {config.depth}"
             )
         image_table = torch.cat([per_layer_tables[i] for i in range(config.depth)], dim=1)
         source_grid = (math.isqrt(image_table.shape[0] - 3) + 1) // 2
         if (2 * source_grid - 1) ** 2 + 3 != image_table.shape[0]:
-            raise CheckpointMismatchError(f"{source}: BEiT rel-pos table has {image_table.shape[0]} rows, not (2W-1)^2+3")
+            raise CheckpointMismatchError(
+                f"{source}: BEiT rel-pos table has {image_table.shape[0]} rows, not (2W-1)^2+3"
+            )
         if source_grid != config.grid_size:
             image_table = resize_relative_position_table(image_table, source_grid, config.grid_size)
             report.notes.append(f"resized BEiT rel-pos grid {source_grid} -> {config.grid_size}")

@@ -135,7 +135,7 @@ class VLMoConfig:
         if problems:
             raise ValueError("invalid VLMoConfig: " + "; ".join(problems))
 
-    def replace(self, **overrides: Any) -> "VLMoConfig":
+    def replace(self, **overrides: Any) -> VLMoConfig:
         """Copy with some fields changed (unknown field names raise ``TypeError``)."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -148,7 +148,7 @@ class VLMoConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VLMoConfig":
+    def from_dict(cls, data: dict[str, Any]) -> VLMoConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known - {"format_version"}
         if unknown:

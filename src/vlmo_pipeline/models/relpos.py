@@ -98,7 +98,9 @@ def fused_relative_position_index(
     return torch.cat([top, bottom], dim=0)
 
 
-def gather_relative_position_bias(table: torch.Tensor, index: torch.Tensor, num_layers: int) -> tuple[torch.Tensor, ...]:
+def gather_relative_position_bias(
+    table: torch.Tensor, index: torch.Tensor, num_layers: int
+) -> tuple[torch.Tensor, ...]:
     """Per-layer (H, N, N) biases: ``table[index]`` → (H·L, N, N) → chunk over layers."""
     bias = F.embedding(index, table)  # (N, N, H*L)
     bias = bias.permute(2, 0, 1)

@@ -169,9 +169,7 @@ class VLMoTokenizer:
         batch = len(encodings)
         ids = torch.tensor([enc.ids for enc in encodings], dtype=torch.long).reshape(batch, length)
         masks = torch.tensor([enc.attention_mask for enc in encodings], dtype=torch.long).reshape(batch, length)
-        specials = torch.tensor([enc.special_tokens_mask for enc in encodings], dtype=torch.long).reshape(
-            batch, length
-        )
+        specials = torch.tensor([enc.special_tokens_mask for enc in encodings], dtype=torch.long).reshape(batch, length)
         word_ids = torch.tensor(
             [[-1 if word is None else word for word in enc.word_ids] for enc in encodings], dtype=torch.long
         ).reshape(batch, length)
@@ -189,8 +187,7 @@ class VLMoTokenizer:
 
     def __repr__(self) -> str:
         return (
-            f"VLMoTokenizer(vocab_file={str(self.vocab_file)!r}, vocab_size={self.vocab_size}, "
-            f"max_len={self.max_len})"
+            f"VLMoTokenizer(vocab_file={str(self.vocab_file)!r}, vocab_size={self.vocab_size}, max_len={self.max_len})"
         )
 
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -140,7 +141,9 @@ class MultiwayTransformer(nn.Module):
         x = self.patch_embed(images)
         if patch_mask is not None:
             if self.mask_token is None:
-                raise RuntimeError("patch_mask given but the model has no mask_token: build it with 'mim' in loss_names")
+                raise RuntimeError(
+                    "patch_mask given but the model has no mask_token: build it with 'mim' in loss_names"
+                )
             weight = patch_mask.to(x.dtype).unsqueeze(-1)
             x = x * (1 - weight) + self.mask_token.to(x.dtype) * weight
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
@@ -252,7 +255,7 @@ class VLMo(nn.Module):
             new.weight[2] = old.weight[1]
         self.token_type_embeddings = new
 
-    def set_tasks(self, loss_names: Iterable[str], vqa_num_labels: int | None = None) -> "VLMo":
+    def set_tasks(self, loss_names: Iterable[str], vqa_num_labels: int | None = None) -> VLMo:
         """Switch the task set in place (fine-tuning): existing heads with the same name are kept,
         new heads are initialised as officially, unneeded ones removed; VL-FFN experts are added (random,
         trunc-normal .02) or removed when ``textmlm`` toggles. Returns ``self``."""
@@ -321,9 +324,9 @@ class VLMo(nn.Module):
             return self.text_imag_relative_position_index
         # Keep text rows/cols 0..text_len-1 and every image row/col (exact: text distances are relative).
         total = self.text_imag_relative_position_index.shape[0]
-        keep = torch.cat(
-            [torch.arange(text_len), torch.arange(full_text, total)]
-        ).to(self.text_imag_relative_position_index.device)
+        keep = torch.cat([torch.arange(text_len), torch.arange(full_text, total)]).to(
+            self.text_imag_relative_position_index.device
+        )
         return self.text_imag_relative_position_index.index_select(0, keep).index_select(1, keep)
 
     def _check_text(self, text_ids: torch.Tensor, text_masks: torch.Tensor) -> None:
@@ -342,7 +345,9 @@ class VLMo(nn.Module):
         self, images: torch.Tensor, image_token_type_idx: int = 1, patch_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Image tokens + modality type ``image_token_type_idx`` (2 for NLVR2's second image)."""
-        return self.transformer.visual_embed(images, patch_mask) + self.token_type_embeddings.weight[image_token_type_idx]
+        return (
+            self.transformer.visual_embed(images, patch_mask) + self.token_type_embeddings.weight[image_token_type_idx]
+        )
 
     def _run_blocks(self, x, modality, key_padding_mask, biases, text_len=None, start=0, stop=None, keep=None):
         """Run blocks ``start..stop-1``; if ``keep`` is an int, also return the output of block ``keep``."""
@@ -499,16 +504,16 @@ class VLMo(nn.Module):
         config_data = {"format_version": CONFIG_FORMAT_VERSION, **self.config.to_dict()}
 
         # Temp file + fsync + os.replace, final mode 0o666 & ~umask like a plain open() (vlmo_pipeline.files).
-        atomic_write_via(directory / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": "pt"}))
+        atomic_write_via(
+            directory / WEIGHTS_NAME, lambda path: save_file(tensors, str(path), metadata={"format": "pt"})
+        )
         atomic_write_json(directory / CONFIG_NAME, config_data, indent=2, sort_keys=True, trailing_newline=False)
         if vocab_file is not None and Path(vocab_file).resolve() != (directory / VOCAB_NAME).resolve():
             atomic_write_via(directory / VOCAB_NAME, lambda path: shutil.copyfile(vocab_file, path))
         return directory
 
     @classmethod
-    def from_pretrained(
-        cls, directory: str | os.PathLike, strict: bool = True, **overrides: Any
-    ) -> "VLMo":
+    def from_pretrained(cls, directory: str | os.PathLike, strict: bool = True, **overrides: Any) -> VLMo:
         """Load a ``save_pretrained`` directory; the model is returned in eval mode.
 
         ``overrides`` change config fields (e.g. a new ``image_size`` resizes the rel-pos table, new
@@ -529,5 +534,7 @@ class VLMo(nn.Module):
             raise ValueError(f"{config_path}: invalid JSON ({error})") from error
         config = VLMoConfig.from_dict(config_data).replace(**overrides)
         model = cls(config)
-        model.load_report = load_into_model(model, load_file(str(weights_path)), strict=strict, source=str(weights_path))
+        model.load_report = load_into_model(
+            model, load_file(str(weights_path)), strict=strict, source=str(weights_path)
+        )
         return model.eval()

@@ -133,29 +133,42 @@ def render(columns: dict[str, dict[str, Any]], show_all: bool = False) -> str:
     for group, members in groups.items():
         has_chance = any(f"chance.{name}" in values for values in columns.values() for name in members)
         header = ["metric", *revisions] + (["chance"] if has_chance else [])
-        lines += [f"### {TITLES.get(group, group)}", "", "| " + " | ".join(header) + " |",
-                  "|" + "---|" * len(header)]
+        lines += [f"### {TITLES.get(group, group)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name in members:
             row = [_group_of(name)[1]] + [_format(columns[revision].get(name)) for revision in revisions]
             if has_chance:
-                row.append(_format(next((values.get(f"chance.{name}") for values in columns.values()
-                                         if f"chance.{name}" in values), None)))
+                row.append(
+                    _format(
+                        next(
+                            (values.get(f"chance.{name}") for values in columns.values() if f"chance.{name}" in values),
+                            None,
+                        )
+                    )
+                )
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     for revision, stages in stage_rows.items():
         fields = list(dict.fromkeys(field for values in stages.values() for field in values))
         title = TITLES["model.stages"] + (f" ({revision})" if len(stage_rows) > 1 else "")
         lines += [f"### {title}", "", "| stage | " + " | ".join(fields) + " |", "|" + "---|" * (len(fields) + 1)]
-        lines += ["| " + " | ".join([stage] + [_format(values.get(field)) for field in fields]) + " |"
-                  for stage, values in stages.items()]
+        lines += [
+            "| " + " | ".join([stage] + [_format(values.get(field)) for field in fields]) + " |"
+            for stage, values in stages.items()
+        ]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--diff", nargs="?", const="HEAD", default=None, metavar="REV",
-                        help="compare the workspace with REV (default HEAD) through `dvc metrics diff`")
+    parser.add_argument(
+        "--diff",
+        nargs="?",
+        const="HEAD",
+        default=None,
+        metavar="REV",
+        help="compare the workspace with REV (default HEAD) through `dvc metrics diff`",
+    )
     parser.add_argument("--all", action="store_true", help="also the timing and model tables")
     parser.add_argument("targets", nargs="*", help="metrics files (default: the metrics of dvc.yaml)")
     args = parser.parse_args(argv)

@@ -19,8 +19,9 @@ class StepProgress(Callback):
     ``samples_per_step``: samples one optimiser step consumes (batch size × accumulation × devices).
     """
 
-    def __init__(self, desc: str, samples_per_step: float | None = None, mode: str = "auto",
-                 every: float = 0.1) -> None:
+    def __init__(
+        self, desc: str, samples_per_step: float | None = None, mode: str = "auto", every: float = 0.1
+    ) -> None:
         super().__init__()
         self.desc, self.samples_per_step, self.mode, self.every = desc, samples_per_step, mode, every
         self.progress: Progress | None = None
@@ -31,8 +32,15 @@ class StepProgress(Callback):
             return
         total = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         self._losses.clear()
-        self.progress = Progress(total, self.desc, unit="step", initial=int(trainer.global_step), mode=self.mode,
-                                 every=self.every, samples_per_unit=self.samples_per_step)
+        self.progress = Progress(
+            total,
+            self.desc,
+            unit="step",
+            initial=int(trainer.global_step),
+            mode=self.mode,
+            every=self.every,
+            samples_per_unit=self.samples_per_step,
+        )
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.progress is None:

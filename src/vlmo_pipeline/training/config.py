@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from vlmo_pipeline.training.freezing import STAGE1_TRAINABLE, STAGE2_TRAINABLE
 from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES
@@ -88,8 +89,15 @@ class TrainerConfig:
             raise ValueError(f"trainer.max_steps must be > 0 (or -1 to use max_epochs); got {self.max_steps}")
         if self.max_steps == -1 and self.max_epochs < 1:
             raise ValueError("trainer.max_steps is -1, so trainer.max_epochs must be >= 1")
-        if self.devices < 1 or self.num_nodes < 1 or self.accumulate_grad_batches < 1 or self.checkpoint_every_n_steps < 1:
-            raise ValueError("trainer.devices, num_nodes, accumulate_grad_batches and checkpoint_every_n_steps must be >= 1")
+        if (
+            self.devices < 1
+            or self.num_nodes < 1
+            or self.accumulate_grad_batches < 1
+            or self.checkpoint_every_n_steps < 1
+        ):
+            raise ValueError(
+                "trainer.devices, num_nodes, accumulate_grad_batches and checkpoint_every_n_steps must be >= 1"
+            )
 
 
 @dataclass
@@ -264,8 +272,14 @@ def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
-    nested = {"data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig, "mim": MIMConfig,
-              "mlm": MLMConfig, "retrieval": RetrievalConfig}
+    nested = {
+        "data": DataConfig,
+        "optim": OptimConfig,
+        "trainer": TrainerConfig,
+        "mim": MIMConfig,
+        "mlm": MLMConfig,
+        "retrieval": RetrievalConfig,
+    }
     for key, value in values.items():
         if cls is RunConfig and key in nested:
             kwargs[key] = _build(nested[key], value, f"{where}.{key}")

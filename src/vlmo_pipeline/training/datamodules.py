@@ -14,8 +14,9 @@ batches); Lightning swaps in a ``DistributedSampler`` when several devices train
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -131,8 +132,7 @@ class VLMoDataModule(L.LightningDataModule):
         elif stage in ("stage3", "retrieval"):
             dataset = ImageTextDataset(sources, transform=self.train_transform, **self._text_kwargs())
         elif stage == "vqa":
-            dataset = VQADataset(sources, transform=self.train_transform, drop_unanswerable=True,
-                                 **self._text_kwargs())
+            dataset = VQADataset(sources, transform=self.train_transform, drop_unanswerable=True, **self._text_kwargs())
             self._check_answer_vocab(dataset)
         elif stage == "nlvr2":
             dataset = NLVR2Dataset(sources, transform=self.train_transform, **self._text_kwargs())
@@ -192,8 +192,13 @@ class VLMoDataModule(L.LightningDataModule):
 
     # -------------------------------------------------------------------------------------- evaluation
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.data.eval_batch_size, shuffle=False,
-                          num_workers=self.data.num_workers, collate_fn=collate)
+        return DataLoader(
+            dataset,
+            batch_size=self.data.eval_batch_size,
+            shuffle=False,
+            num_workers=self.data.num_workers,
+            collate_fn=collate,
+        )
 
     def eval_sources(self, name: str, split: str) -> list:
         return self.data.sources({name: [split]})
@@ -208,8 +213,12 @@ class VLMoDataModule(L.LightningDataModule):
 
     def vqa_loader(self, name: str, split: str) -> DataLoader:
         # Questions without an in-vocabulary answer are dropped from train and val (spec §5.3); test has no answers.
-        dataset = VQADataset(self.eval_sources(name, split), transform=self.eval_transform,
-                             drop_unanswerable=split != "test", **self._text_kwargs())
+        dataset = VQADataset(
+            self.eval_sources(name, split),
+            transform=self.eval_transform,
+            drop_unanswerable=split != "test",
+            **self._text_kwargs(),
+        )
         self._check_answer_vocab(dataset)
         return self._eval_loader(dataset)
 

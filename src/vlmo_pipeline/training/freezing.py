@@ -18,7 +18,7 @@ set explicit and testable, mirroring stage 2.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from torch import nn
 
@@ -85,9 +85,7 @@ def apply_trainable_substrings(
     if require_all_match:
         missing = unmatched_substrings(model, substrings)
         if missing:
-            raise ValueError(
-                f"trainable substrings {missing} match no parameter of {type(model).__name__}"
-            )
+            raise ValueError(f"trainable substrings {missing} match no parameter of {type(model).__name__}")
     trainable: list[str] = []
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(any(substring in name for substring in substrings))

@@ -15,9 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -71,14 +72,25 @@ def launch_torchrun(config: RunConfig) -> tuple[Path, dict[str, Any]]:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
         params_file = handle.name
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
         f"--nproc_per_node={config.trainer.devices}",
-        "-m", "vlmo_pipeline.train", config.name, "--params", params_file, "--export-dir", str(export_dir),
+        "-m",
+        "vlmo_pipeline.train",
+        config.name,
+        "--params",
+        params_file,
+        "--export-dir",
+        str(export_dir),
     ]
     try:
         subprocess.run(command, check=True)
     except subprocess.CalledProcessError as error:
-        raise RuntimeError(f"{config.name}: torchrun training failed (exit {error.returncode}): {' '.join(command)}")
+        raise RuntimeError(
+            f"{config.name}: torchrun training failed (exit {error.returncode}): {' '.join(command)}"
+        ) from error
     finally:
         Path(params_file).unlink(missing_ok=True)
     summary = json.loads((export_dir / SUMMARY_FILE).read_text())

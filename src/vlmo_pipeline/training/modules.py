@@ -64,8 +64,15 @@ class VLMoTaskModule(L.LightningModule):
 
     def _log_losses(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
         for key, value in values.items():
-            self.log(f"train/{key}", value.detach() if isinstance(value, torch.Tensor) else value,
-                     on_step=True, on_epoch=True, prog_bar=key == "loss", batch_size=batch_size, sync_dist=False)
+            self.log(
+                f"train/{key}",
+                value.detach() if isinstance(value, torch.Tensor) else value,
+                on_step=True,
+                on_epoch=True,
+                prog_bar=key == "loss",
+                batch_size=batch_size,
+                sync_dist=False,
+            )
 
 
 class MIMPretrainModule(VLMoTaskModule):
@@ -125,8 +132,14 @@ class VLPretrainModule(VLMoTaskModule):
         batch_size = text_ids.shape[0]
         image_out = model.infer_image(images, with_vlffn=True)
         text_out = model.infer_text(text_ids, text_masks, with_vlffn=True)
-        itc = itc_loss(image_out.cls_feats, text_out.cls_feats, image_out.cls_vlffn_feats,
-                       text_out.cls_vlffn_feats, model.logit_scale, model.logit_vl_scale)
+        itc = itc_loss(
+            image_out.cls_feats,
+            text_out.cls_feats,
+            image_out.cls_vlffn_feats,
+            text_out.cls_vlffn_feats,
+            model.logit_scale,
+            model.logit_vl_scale,
+        )
 
         offset = itc["local_offset"]
         rows = slice(offset, offset + batch_size)
@@ -206,8 +219,7 @@ class NLVR2Module(VLMoTaskModule):
         loss = nlvr2_loss(logits, batch["label"])
         self.train_accuracy(logits.argmax(1), batch["label"])
         self._log_losses({"loss": loss, "nlvr2_loss": loss}, logits.shape[0])
-        self.log("train/nlvr2_accuracy", self.train_accuracy, on_step=True, on_epoch=True,
-                 batch_size=logits.shape[0])
+        self.log("train/nlvr2_accuracy", self.train_accuracy, on_step=True, on_epoch=True, batch_size=logits.shape[0])
         return loss
 
 

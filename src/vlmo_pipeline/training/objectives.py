@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -127,9 +128,7 @@ def itc_loss(
         ``i2t_accuracy`` / ``t2i_accuracy``: in-batch retrieval accuracy of the expert path (detached).
     """
     itc, logits_per_image, logits_per_text = contrastive_loss(image_feats, text_feats, logit_scale)
-    itc_vl, vl_logits_per_image, vl_logits_per_text = contrastive_loss(
-        image_vl_feats, text_vl_feats, logit_vl_scale
-    )
+    itc_vl, vl_logits_per_image, vl_logits_per_text = contrastive_loss(image_vl_feats, text_vl_feats, logit_vl_scale)
     return {
         "loss": 0.5 * (itc + itc_vl),
         "itc_loss": itc,
@@ -208,8 +207,7 @@ def sample_hard_negatives(
         )
     if not 0 <= local_offset <= n_global - batch:
         raise ValueError(
-            f"local_offset={local_offset} is out of range for {batch} local rows in a global batch of "
-            f"{n_global}"
+            f"local_offset={local_offset} is out of range for {batch} local rows in a global batch of {n_global}"
         )
     neg_text_for_each_image = _sample_one_negative_per_row(logits_per_image_local_rows, local_offset, generator)
     neg_image_for_each_text = _sample_one_negative_per_row(logits_per_text_local_rows, local_offset, generator)
@@ -294,8 +292,7 @@ def mlm_loss(mlm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
     if mlm_logits.ndim != 3 or labels.shape != mlm_logits.shape[:2]:
         raise ValueError(
-            f"mlm_logits must be (B, L, V) and labels (B, L); got {tuple(mlm_logits.shape)} and "
-            f"{tuple(labels.shape)}"
+            f"mlm_logits must be (B, L, V) and labels (B, L); got {tuple(mlm_logits.shape)} and {tuple(labels.shape)}"
         )
     with _fp32(mlm_logits.device):
         flat_logits = mlm_logits.reshape(-1, mlm_logits.shape[-1]).float()
@@ -316,8 +313,9 @@ def _rng_from(generator: torch.Generator | None) -> random.Random:
     return random.Random(seed)
 
 
-def _place_one_block(mask: np.ndarray, budget_left: int, min_num_patches: int, max_aspect: float,
-                     rng: random.Random) -> int:
+def _place_one_block(
+    mask: np.ndarray, budget_left: int, min_num_patches: int, max_aspect: float, rng: random.Random
+) -> int:
     """Try (up to 10 times) to mask one random rectangle adding 1…budget_left new patches; return how many."""
     grid_h, grid_w = mask.shape
     log_aspect_range = (math.log(1.0 / max_aspect), math.log(max_aspect))
@@ -395,9 +393,7 @@ def batch_blockwise_masks(
     if not 0.0 <= mask_ratio <= 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1]; got {mask_ratio}")
     budget = int(round(mask_ratio * grid_h * grid_w))
-    masks = [
-        blockwise_patch_mask(grid_h, grid_w, budget, min_num_patches, max_aspect, generator) for _ in range(batch)
-    ]
+    masks = [blockwise_patch_mask(grid_h, grid_w, budget, min_num_patches, max_aspect, generator) for _ in range(batch)]
     if not masks:
         return torch.zeros(0, grid_h * grid_w, dtype=torch.bool)
     return torch.stack(masks)
@@ -460,8 +456,7 @@ def mim_loss(predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tenso
     """
     if predictions.shape != targets.shape or predictions.ndim != 3:
         raise ValueError(
-            f"predictions and targets must both be (B, N, T); got {tuple(predictions.shape)} and "
-            f"{tuple(targets.shape)}"
+            f"predictions and targets must both be (B, N, T); got {tuple(predictions.shape)} and {tuple(targets.shape)}"
         )
     if mask.shape != predictions.shape[:2]:
         raise ValueError(f"mask must be (B, N) = {tuple(predictions.shape[:2])}; got {tuple(mask.shape)}")

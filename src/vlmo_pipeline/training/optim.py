@@ -130,8 +130,7 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     )
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameter (all requires_grad=False)")
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps,
-                             weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
 
 
 def resolve_warmup_steps(warmup: int | float, total_steps: int) -> int:

@@ -17,8 +17,15 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["GROUPS", "TABLE_NAME", "TABLE_JSON_NAME", "parameter_group", "trainable_parameter_table",
-           "render_parameter_table", "write_parameter_table"]
+__all__ = [
+    "GROUPS",
+    "TABLE_NAME",
+    "TABLE_JSON_NAME",
+    "parameter_group",
+    "trainable_parameter_table",
+    "render_parameter_table",
+    "write_parameter_table",
+]
 
 TABLE_NAME = "trainable_parameters.md"
 TABLE_JSON_NAME = "trainable_parameters.json"
@@ -27,12 +34,18 @@ _BLOCK = r"^transformer\.blocks\.\d+\."
 #: (group, what it holds, pattern on the parameter name), in matching order.
 GROUPS: tuple[tuple[str, str, str], ...] = (
     ("patch embedding", "transformer.patch_embed", r"^transformer\.patch_embed\."),
-    ("image CLS / position embedding", "transformer.cls_token, transformer.pos_embed",
-     r"^transformer\.(cls_token|pos_embed)$"),
+    (
+        "image CLS / position embedding",
+        "transformer.cls_token, transformer.pos_embed",
+        r"^transformer\.(cls_token|pos_embed)$",
+    ),
     ("text embeddings", "text_embeddings.* (word, position, token type, LayerNorm)", r"^text_embeddings\."),
     ("modality (token-type) embeddings", "token_type_embeddings", r"^token_type_embeddings\."),
-    ("relative position bias", "relative_position_bias_table (image rows + text rows, every layer)",
-     r"^relative_position_bias_table$"),
+    (
+        "relative position bias",
+        "relative_position_bias_table (image rows + text rows, every layer)",
+        r"^relative_position_bias_table$",
+    ),
     ("shared attention", "blocks.*.attn (qkv, q/v bias, proj)", _BLOCK + r"attn\."),
     ("attention norm (norm1)", "blocks.*.norm1", _BLOCK + r"norm1\."),
     ("layer scale (gamma_1, gamma_2)", "blocks.*.gamma_1, gamma_2", _BLOCK + r"gamma_[12]$"),
@@ -45,8 +58,11 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("final norm", "transformer.norm", r"^transformer\.norm\."),
     ("MIM mask token + head (stage 1)", "transformer.mask_token, mim_head", r"^(transformer\.mask_token$|mim_head\.)"),
     ("MLM head", "mlm_score", r"^mlm_score\."),
-    ("ITC projections + temperatures", "itc_*_proj, logit_scale, logit_vl_scale",
-     r"^(itc_\w+_proj\.|logit_scale$|logit_vl_scale$)"),
+    (
+        "ITC projections + temperatures",
+        "itc_*_proj, logit_scale, logit_vl_scale",
+        r"^(itc_\w+_proj\.|logit_scale$|logit_vl_scale$)",
+    ),
     ("ITM head", "itm_score", r"^itm_score\."),
     ("pooler", "pooler", r"^pooler\."),
     ("VQA head", "vqa_classifier", r"^vqa_classifier\."),
@@ -57,7 +73,7 @@ _COMPILED = tuple((name, re.compile(pattern)) for name, _, pattern in GROUPS)
 
 
 def _model_name(name: str) -> str:
-    return name[len("model."):] if name.startswith("model.") else name
+    return name[len("model.") :] if name.startswith("model.") else name
 
 
 def parameter_group(name: str) -> str:
@@ -69,16 +85,18 @@ def parameter_group(name: str) -> str:
     return OTHER
 
 
-def trainable_parameter_table(module: nn.Module, run: str = "", stage: str = "",
-                              rule: Sequence[str] | None = None) -> dict[str, Any]:
+def trainable_parameter_table(
+    module: nn.Module, run: str = "", stage: str = "", rule: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Counts per group of ``module``'s parameters by ``requires_grad``: ``groups`` (present groups, in
     :data:`GROUPS` order: ``trainable`` / ``frozen`` / ``total`` parameters, the same for tensors, and ``state``
     = trainable, frozen or partial) and ``totals``. ``rule``: the trainable substrings applied (for the record)."""
     rows: dict[str, dict[str, Any]] = {}
     for name, parameter in module.named_parameters():
         group = parameter_group(name)
-        row = rows.setdefault(group, {"group": group, "trainable": 0, "frozen": 0, "trainable_tensors": 0,
-                                      "frozen_tensors": 0})
+        row = rows.setdefault(
+            group, {"group": group, "trainable": 0, "frozen": 0, "trainable_tensors": 0, "frozen_tensors": 0}
+        )
         kind = "trainable" if parameter.requires_grad else "frozen"
         row[kind] += parameter.numel()
         row[f"{kind}_tensors"] += 1
@@ -90,7 +108,7 @@ def trainable_parameter_table(module: nn.Module, run: str = "", stage: str = "",
             continue
         row = rows[group]
         row["total"] = row["trainable"] + row["frozen"]
-        row["state"] = ("trainable" if not row["frozen"] else "frozen" if not row["trainable"] else "partial")
+        row["state"] = "trainable" if not row["frozen"] else "frozen" if not row["trainable"] else "partial"
         row["holds"] = holds[group]
         groups.append(row)
     trainable = sum(row["trainable"] for row in groups)
@@ -100,10 +118,14 @@ def trainable_parameter_table(module: nn.Module, run: str = "", stage: str = "",
         "stage": stage,
         "trainable_rule": list(rule) if rule is not None else None,
         "groups": groups,
-        "totals": {"trainable": trainable, "frozen": frozen, "total": trainable + frozen,
-                   "trainable_percent": round(100.0 * trainable / max(1, trainable + frozen), 2),
-                   "trainable_tensors": sum(row["trainable_tensors"] for row in groups),
-                   "frozen_tensors": sum(row["frozen_tensors"] for row in groups)},
+        "totals": {
+            "trainable": trainable,
+            "frozen": frozen,
+            "total": trainable + frozen,
+            "trainable_percent": round(100.0 * trainable / max(1, trainable + frozen), 2),
+            "trainable_tensors": sum(row["trainable_tensors"] for row in groups),
+            "frozen_tensors": sum(row["frozen_tensors"] for row in groups),
+        },
     }
 
 
@@ -122,20 +144,36 @@ def render_parameter_table(table: Mapping[str, Any]) -> str:
     if rule is None:
         lines.append("Freezing rule: none (every parameter of the model trains).")
     else:
-        lines.append("Freezing rule: everything frozen, then every parameter whose name contains one of "
-                     + ", ".join(f"`{substring}`" for substring in rule) + " trains "
-                     "(`vlmo_pipeline.training.freezing`).")
+        lines.append(
+            "Freezing rule: everything frozen, then every parameter whose name contains one of "
+            + ", ".join(f"`{substring}`" for substring in rule)
+            + " trains "
+            "(`vlmo_pipeline.training.freezing`)."
+        )
     lines += ["", _row(["module group", "holds", "state", "trainable", "frozen", "total"]), _row(["---"] * 6)]
     for row in table["groups"]:
         lines.append(_row([row["group"], row["holds"], row["state"], row["trainable"], row["frozen"], row["total"]]))
-    lines.append(_row(["**total**", "", f"{totals['trainable_percent']:.1f} % trainable", totals["trainable"],
-                       totals["frozen"], totals["total"]]))
+    lines.append(
+        _row(
+            [
+                "**total**",
+                "",
+                f"{totals['trainable_percent']:.1f} % trainable",
+                totals["trainable"],
+                totals["frozen"],
+                totals["total"],
+            ]
+        )
+    )
     lines.append("")
     states = {row["group"]: row["state"] for row in table["groups"]}
     if states.get("relative position bias") == "trainable" and states.get("shared attention") == "frozen":
-        lines += ["The relative position bias table is one tensor for the image rows and the text rows: it is "
-                  "trainable, but a text-only pass indexes only its text rows, so only those get a gradient (and "
-                  "the table has no weight decay), while the image rows stay as they were.", ""]
+        lines += [
+            "The relative position bias table is one tensor for the image rows and the text rows: it is "
+            "trainable, but a text-only pass indexes only its text rows, so only those get a gradient (and "
+            "the table has no weight decay), while the image rows stay as they were.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -131,8 +131,9 @@ def prepare_model(config: RunConfig, vocab_size: int) -> VLMo:
     had_vlffn = any(block.mlp_vl is not None for block in model.transformer.blocks)
     # Temperatures "created by this run": all of them for a model built from a config name, else the new ones.
     from_checkpoint = config.init not in list_configs()
-    had_scales = {name for name in ("logit_scale", "logit_vl_scale")
-                  if from_checkpoint and getattr(model, name, None) is not None}
+    had_scales = {
+        name for name in ("logit_scale", "logit_vl_scale") if from_checkpoint and getattr(model, name, None) is not None
+    }
     vqa_labels = len(_vqa_answer_vocab(config)[0]) if config.stage == "vqa" else None
     model.set_tasks(config.tasks, vqa_num_labels=vqa_labels)
     if config.itc_temperature_init is not None:
@@ -163,11 +164,18 @@ _OPTIONAL_SUBSTRINGS = ("transformer.pos_embed",)
 def _apply_freezing(module: VLMoTaskModule, config: RunConfig) -> dict[str, int]:
     if config.trainable is None:
         return freeze_report(module)
-    missing = [substring for substring in unmatched_substrings(module, config.trainable)
-               if substring not in _OPTIONAL_SUBSTRINGS]
+    missing = [
+        substring
+        for substring in unmatched_substrings(module, config.trainable)
+        if substring not in _OPTIONAL_SUBSTRINGS
+    ]
     if missing:
-        logger.warning("%s: trainable substrings %s match no parameter of this model (a typo or a renamed "
-                       "module leaves that part frozen)", config.name, missing)
+        logger.warning(
+            "%s: trainable substrings %s match no parameter of this model (a typo or a renamed "
+            "module leaves that part frozen)",
+            config.name,
+            missing,
+        )
     trainable = apply_trainable_substrings(module, config.trainable)
     if not trainable:
         raise ValueError(f"{config.name}: trainable={config.trainable} leaves no parameter to train")
@@ -257,8 +265,11 @@ def _resume_checkpoint(config: RunConfig, fingerprint: dict[str, Any], is_global
         logger.info("%s: resuming from %s", config.name, last)
         return last
     if last.is_file() and not config.fresh_start:
-        logger.warning("%s: %s belongs to a different run (starting weights, vocab or settings changed); "
-                       "starting fresh", config.name, last)
+        logger.warning(
+            "%s: %s belongs to a different run (starting weights, vocab or settings changed); starting fresh",
+            config.name,
+            last,
+        )
     if is_global_zero:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         shutil.rmtree(config.log_dir, ignore_errors=True)  # the CSV logger appends; a fresh run starts a new log
@@ -347,15 +358,22 @@ def train(config: RunConfig) -> TrainOutcome:
     tokenizer = VLMoTokenizer(vocab_file, lowercase=True, max_len=config.data.max_text_len)
     model = prepare_model(config, tokenizer.vocab_size)
     if config.data.max_text_len > model.config.max_text_len:
-        raise ValueError(f"{config.name}: data.max_text_len={config.data.max_text_len} exceeds the model's "
-                         f"max_text_len={model.config.max_text_len}")
+        raise ValueError(
+            f"{config.name}: data.max_text_len={config.data.max_text_len} exceeds the model's "
+            f"max_text_len={model.config.max_text_len}"
+        )
     module = build_module(model, config)
     parameter_counts = _apply_freezing(module, config)
     table = trainable_parameter_table(module, run=config.name, stage=config.stage, rule=config.trainable)
     totals = table["totals"]
-    logger.info("%s: %s of %s parameters trainable (%.1f %%), frozen: %s", config.name, f"{totals['trainable']:,}",
-                f"{totals['total']:,}", totals["trainable_percent"],
-                ", ".join(row["group"] for row in table["groups"] if row["state"] == "frozen") or "nothing")
+    logger.info(
+        "%s: %s of %s parameters trainable (%.1f %%), frozen: %s",
+        config.name,
+        f"{totals['trainable']:,}",
+        f"{totals['total']:,}",
+        totals["trainable_percent"],
+        ", ".join(row["group"] for row in table["groups"] if row["state"] == "frozen") or "nothing",
+    )
     datamodule = VLMoDataModule(
         config,
         tokenizer,
@@ -400,9 +418,17 @@ def train(config: RunConfig) -> TrainOutcome:
         extra_files[ANSWER_VOCAB_FILE] = _vqa_answer_vocab(config)[1]
     if config.stage == "stage1":
         model.set_tasks(())  # the MIM mask token and head belong to stage 1 only
-    logger.info("%s: %d steps in %.0f s on %d %s device(s) (%s), loss %s -> %s", config.name, summary["global_step"],
-                summary["seconds"], trainer.world_size, _device_kind(trainer), summary["precision"],
-                _loss_text(summary["first_loss"]), _loss_text(summary["last_loss"]))
+    logger.info(
+        "%s: %d steps in %.0f s on %d %s device(s) (%s), loss %s -> %s",
+        config.name,
+        summary["global_step"],
+        summary["seconds"],
+        trainer.world_size,
+        _device_kind(trainer),
+        summary["precision"],
+        _loss_text(summary["first_loss"]),
+        _loss_text(summary["last_loss"]),
+    )
     return TrainOutcome(config, model.eval(), vocab_file, summary, extra_files, trainer.is_global_zero)
 
 

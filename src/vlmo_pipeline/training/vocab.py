@@ -35,7 +35,7 @@ class VocabConfig:
     corpora: dict[str, list[str]] = field(default_factory=lambda: {"text": ["train"]})
 
     @classmethod
-    def from_dict(cls, values: Mapping | None) -> "VocabConfig":
+    def from_dict(cls, values: Mapping | None) -> VocabConfig:
         values = dict(values or {})
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
@@ -78,5 +78,6 @@ def build_vocab(config: VocabConfig, dataset_dirs: Mapping[str, str | os.PathLik
         for name, splits in config.corpora.items():
             yield from corpus_lines(dataset_dirs[name], splits)
 
-    return train_wordpiece_vocab(lines(), out_path, vocab_size=config.vocab_size,
-                                 min_frequency=config.min_frequency, lowercase=config.lowercase)
+    return train_wordpiece_vocab(
+        lines(), out_path, vocab_size=config.vocab_size, min_frequency=config.min_frequency, lowercase=config.lowercase
+    )

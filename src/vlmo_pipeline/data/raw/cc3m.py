@@ -40,8 +40,12 @@ def iter_tsv(path: str | Path) -> Iterator[tuple[int, str, str] | Reject]:
             continue
         fields = text.split("\t")
         if len(fields) != 2:
-            yield Reject(f"{path.name}:{line_number}", where, MALFORMED_LINE,
-                         f"expected caption<TAB>url, found {len(fields)} tab-separated field(s)")
+            yield Reject(
+                f"{path.name}:{line_number}",
+                where,
+                MALFORMED_LINE,
+                f"expected caption<TAB>url, found {len(fields)} tab-separated field(s)",
+            )
         elif not fields[0].strip() or not fields[1].strip():
             yield Reject(f"{path.name}:{line_number}", where, MALFORMED_LINE, "empty caption or url field")
         else:
@@ -61,10 +65,14 @@ def open_cc3m(
     ``tsv_files`` / ``image_dirs`` map split → path and override the default names.
     """
     root = Path(root)
-    tsvs = {split: Path(tsv_files[split]) if tsv_files and split in tsv_files else root / name
-            for split, name in TSV_NAMES.items()}
-    images = {split: Path(image_dirs[split]) if image_dirs and split in image_dirs else root / name
-              for split, name in IMAGE_DIR_NAMES.items()}
+    tsvs = {
+        split: Path(tsv_files[split]) if tsv_files and split in tsv_files else root / name
+        for split, name in TSV_NAMES.items()
+    }
+    images = {
+        split: Path(image_dirs[split]) if image_dirs and split in image_dirs else root / name
+        for split, name in IMAGE_DIR_NAMES.items()
+    }
     present = [split for split in CC3M_SPLITS if images[split].is_dir()]
     if not present:
         raise RawLayoutError(
@@ -80,9 +88,13 @@ def open_cc3m(
             sources.append(str(tsvs[split]))
         counted = count_samples(images[split])
         total = None if counted is None or total is None else total + counted
-    return RawSource(_iter_cc3m(present, tsvs, images, info, max_caption_chars, allow_outside_symlinks),
-                     tuple(present), sources,
-                     total=total, info=info)
+    return RawSource(
+        _iter_cc3m(present, tsvs, images, info, max_caption_chars, allow_outside_symlinks),
+        tuple(present),
+        sources,
+        total=total,
+        info=info,
+    )
 
 
 def _iter_cc3m(splits, tsvs, images, info, max_caption_chars, allow_outside_symlinks=False) -> Iterator[RawItem]:

@@ -100,8 +100,10 @@ def load_official_captions(path: Path) -> tuple[dict[int, str], dict[int, list[t
     seen = {"images": False, "annotations": False}
     for index, image in enumerate(iter_json_items(path, "images.item", OFFICIAL_EXPECTED)):
         seen["images"] = True
-        if not isinstance(image, dict) or not isinstance(image.get("id"), int) or not isinstance(
-            image.get("file_name"), str
+        if (
+            not isinstance(image, dict)
+            or not isinstance(image.get("id"), int)
+            or not isinstance(image.get("file_name"), str)
         ):
             rejects.append(Reject(f"images[{index}]", source, MALFORMED_RECORD, "needs integer id and file_name"))
             continue
@@ -121,16 +123,20 @@ def load_official_captions(path: Path) -> tuple[dict[int, str], dict[int, list[t
         captions[annotation["image_id"]].append((annotation_id, annotation.get("caption")))
     if not all(seen.values()):  # an empty list, or no list at all: check the layout
         kinds = json_prefix_kinds(path, ("", "images", "annotations"), OFFICIAL_EXPECTED)
-        if kinds.get("") != "start_map" or kinds.get("images") != "start_array" or kinds.get(
-                "annotations") != "start_array":
+        if (
+            kinds.get("") != "start_map"
+            or kinds.get("images") != "start_array"
+            or kinds.get("annotations") != "start_array"
+        ):
             raise RawLayoutError(path, f"expected official COCO captions {OFFICIAL_EXPECTED}")
     return file_names, captions, rejects
 
 
 def _iter_official(root: Path, parsed: dict, max_caption_chars: int) -> Iterator[RawItem]:
     for subset in sorted(parsed):
-        yield from tag_split(_iter_official_subset(root, subset, parsed[subset], max_caption_chars),
-                             OFFICIAL_SPLITS[subset])
+        yield from tag_split(
+            _iter_official_subset(root, subset, parsed[subset], max_caption_chars), OFFICIAL_SPLITS[subset]
+        )
 
 
 def _iter_official_subset(root: Path, subset: str, parsed_subset: tuple, max_caption_chars: int) -> Iterator[RawItem]:

@@ -170,8 +170,9 @@ def _read_folder_samples(folder: Path, root: Path, allow_outside_symlinks: bool 
             sample.image = ImageSource(str(entry), root=str(root))
         elif extension == "txt":
             try:
-                raw = read_regular_file(entry, limit=DEFAULT_MAX_TEXT_BYTES, root=root,
-                                        allow_outside=allow_outside_symlinks)
+                raw = read_regular_file(
+                    entry, limit=DEFAULT_MAX_TEXT_BYTES, root=root, allow_outside=allow_outside_symlinks
+                )
             except FileRejected as rejected:
                 sample.caption_error, sample.caption_reason = f"caption file: {rejected.detail}", rejected.reason
                 continue
@@ -186,8 +187,9 @@ def _key_order(key: str) -> tuple[int, int | str]:
     return (0, int(key)) if key.isdigit() else (1, key)
 
 
-def iter_img2dataset(output_dir: str | Path, split: str, max_caption_chars: int,
-                     allow_outside_symlinks: bool = False) -> Iterator[RawItem]:
+def iter_img2dataset(
+    output_dir: str | Path, split: str, max_caption_chars: int, allow_outside_symlinks: bool = False
+) -> Iterator[RawItem]:
     """Stream caption records (and rejects) from one img2dataset output folder, shard by shard, key order."""
     output_dir = Path(output_dir)
     for shard in require_shards(output_dir):
@@ -202,8 +204,12 @@ def iter_img2dataset(output_dir: str | Path, split: str, max_caption_chars: int,
         else:
             samples, content = {}, str(output_dir / shard.name)
         for key in sorted(set(statuses) | set(samples), key=_key_order):
-            yield from tag_split(_sample_item(key, statuses.get(key), samples.get(key), shard, content, split,
-                                              max_caption_chars, read_error), split)
+            yield from tag_split(
+                _sample_item(
+                    key, statuses.get(key), samples.get(key), shard, content, split, max_caption_chars, read_error
+                ),
+                split,
+            )
 
 
 def _sample_item(

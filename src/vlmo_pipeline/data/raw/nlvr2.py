@@ -91,8 +91,11 @@ def _find_files(root: Path, files: dict[str, str | Path] | None) -> dict[str, Pa
                 found[split] = candidate
                 break
     if not found:
-        raise RawLayoutError(root, "no NLVR2 sentence file: expected train.json, dev.json and/or test1.json "
-                             "(JSON lines) in the root or its data/ folder")
+        raise RawLayoutError(
+            root,
+            "no NLVR2 sentence file: expected train.json, dev.json and/or test1.json "
+            "(JSON lines) in the root or its data/ folder",
+        )
     return found
 
 
@@ -111,8 +114,11 @@ def open_nlvr2(
     root = Path(root)
     found = _find_files(root, files)
     images = Path(image_dir) if image_dir else root / "images"
-    return RawSource(_iter_nlvr2(found, images, max_caption_chars), tuple(found),
-                     [str(path) for path in found.values()] + [str(images)])
+    return RawSource(
+        _iter_nlvr2(found, images, max_caption_chars),
+        tuple(found),
+        [str(path) for path in found.values()] + [str(images)],
+    )
 
 
 def _iter_nlvr2(found: dict[str, Path], images: Path, max_caption_chars: int) -> Iterator[RawItem]:
@@ -134,8 +140,9 @@ def _iter_nlvr2_split(split: str, path: Path, images: Path, max_caption_chars: i
         if reject is not None:
             yield as_partial(reject)
             continue
-        pair = pairs.setdefault(pair_id(identifier), {"questions": [], "answers": [], "directory": None,
-                                                      "line": line_number})
+        pair = pairs.setdefault(
+            pair_id(identifier), {"questions": [], "answers": [], "directory": None, "line": line_number}
+        )
         pair["questions"].append(sentence)
         pair["answers"].append(entry["label"])
         if entry.get("directory") is not None and pair["directory"] is None:
@@ -152,8 +159,12 @@ def _iter_nlvr2_split(split: str, path: Path, images: Path, max_caption_chars: i
             record_id=pair_name,
             split=split,
             source=where,
-            fields={"questions": pair["questions"], "answers": pair["answers"], "identifier": pair_name,
-                    "split": split},
+            fields={
+                "questions": pair["questions"],
+                "answers": pair["answers"],
+                "identifier": pair_name,
+                "split": split,
+            },
             images={f"image_{side}": ImageSource(str(p), root=str(images)) for side, p in enumerate(image_paths)},
         )
 

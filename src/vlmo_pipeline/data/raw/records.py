@@ -186,9 +186,7 @@ def safe_join(root: str | os.PathLike, *parts: str) -> Path:
     return Path(root) / relative
 
 
-def check_caption(
-    text: Any, record_id: str, source: str, max_chars: int
-) -> tuple[str | None, Reject | None]:
+def check_caption(text: Any, record_id: str, source: str, max_chars: int) -> tuple[str | None, Reject | None]:
     """Strip a caption and check it; return (caption, None) when good or (None, reject) when not."""
     if not isinstance(text, str):
         return None, Reject(record_id, source, MALFORMED_RECORD, f"caption is {type(text).__name__}, not a string")
@@ -200,9 +198,7 @@ def check_caption(
     return stripped, None
 
 
-def check_captions(
-    texts: Iterable[Any], record_id: str, source: str, max_chars: int
-) -> tuple[list[str], list[Reject]]:
+def check_captions(texts: Iterable[Any], record_id: str, source: str, max_chars: int) -> tuple[list[str], list[Reject]]:
     """Check every caption of one image; rejects are per caption (``<record_id>#<index>``)."""
     kept: list[str] = []
     rejects: list[Reject] = []

@@ -55,8 +55,13 @@ class FileRejected(Exception):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -81,8 +86,11 @@ def resolve_confined(path: str | os.PathLike, root: str | os.PathLike | None, al
         return resolved
     resolved_root = os.path.realpath(root)
     if not is_inside(resolved, resolved_root):
-        raise FileRejected(OUTSIDE_ROOT, f"{os.fspath(path)} resolves to {resolved}, outside the dataset root "
-                           f"{resolved_root} (ingest.allow_outside_symlinks: true allows it)")
+        raise FileRejected(
+            OUTSIDE_ROOT,
+            f"{os.fspath(path)} resolves to {resolved}, outside the dataset root "
+            f"{resolved_root} (ingest.allow_outside_symlinks: true allows it)",
+        )
     return resolved
 
 
@@ -152,8 +160,9 @@ def read_regular_file(
 # --- lines ------------------------------------------------------------------------------------------------------
 
 
-def iter_binary_lines(path: str | os.PathLike, block_size: int = 1 << 20,
-                      max_line_bytes: int | None = None) -> Iterator[tuple[int, bytes | None]]:
+def iter_binary_lines(
+    path: str | os.PathLike, block_size: int = 1 << 20, max_line_bytes: int | None = None
+) -> Iterator[tuple[int, bytes | None]]:
     """``(line number, line bytes)`` for every line of a file, numbers from 1, without the ``\\n`` / ``\\r\\n``.
 
     Reads in blocks and splits on ``\\n`` only (so a stray ``\\r`` or a Unicode line separator inside a line does
@@ -161,6 +170,7 @@ def iter_binary_lines(path: str | os.PathLike, block_size: int = 1 << 20,
     longer than ``max_line_bytes`` is yielded as ``None`` (its bytes are skipped, not held), so memory stays
     bounded even for a file without any newline.
     """
+
     def strip_cr(line: bytes) -> bytes:
         return line[:-1] if line.endswith(b"\r") else line
 
@@ -196,7 +206,7 @@ def decode_line(raw: bytes) -> tuple[str | None, str]:
     try:
         return raw.decode("utf-8").lstrip("\ufeff"), ""
     except UnicodeDecodeError as error:
-        bad = raw[error.start:error.start + 4]
+        bad = raw[error.start : error.start + 4]
         return None, f"not UTF-8: byte {error.start} of the line ({bad!r}...): {error.reason}"
 
 
@@ -229,8 +239,11 @@ def iter_json_items(path: str | os.PathLike, prefix: str, expected: str) -> Iter
                 yield item
                 index += 1
         except (ijson.JSONError, UnicodeDecodeError) as error:
-            raise RawLayoutError(path, f"not valid JSON ({_ijson_message(error)}) near byte {handle.tell()}, "
-                                 f"while reading {prefix}[{index}]; expected {expected}") from None
+            raise RawLayoutError(
+                path,
+                f"not valid JSON ({_ijson_message(error)}) near byte {handle.tell()}, "
+                f"while reading {prefix}[{index}]; expected {expected}",
+            ) from None
 
 
 def json_prefix_kinds(path: str | os.PathLike, prefixes: tuple[str, ...], expected: str) -> dict[str, str]:
@@ -256,8 +269,9 @@ def json_prefix_kinds(path: str | os.PathLike, prefixes: tuple[str, ...], expect
                 if owner is not None:
                     counts[owner] += 1
         except (ijson.JSONError, UnicodeDecodeError) as error:
-            raise RawLayoutError(path, f"not valid JSON ({_ijson_message(error)}) near byte {handle.tell()}; "
-                                 f"expected {expected}") from None
+            raise RawLayoutError(
+                path, f"not valid JSON ({_ijson_message(error)}) near byte {handle.tell()}; expected {expected}"
+            ) from None
     for prefix in prefixes:
         if prefix in kinds:
             kinds[f"{prefix}#count"] = counts[prefix]

@@ -71,5 +71,10 @@ def open_sbu(
         sources.append(str(annotation))
     elif captions_file:
         raise RawLayoutError(annotation, f"missing SBU captions file (given explicitly; {SBU_EXPECTED})")
-    return RawSource(iter_img2dataset(images, "train", max_caption_chars, allow_outside_symlinks), ("train",), sources,
-                     total=count_samples(images), info=info)
+    return RawSource(
+        iter_img2dataset(images, "train", max_caption_chars, allow_outside_symlinks),
+        ("train",),
+        sources,
+        total=count_samples(images),
+        info=info,
+    )

@@ -50,8 +50,31 @@ MAX_LINE_BYTES = 16 << 20
 _HEADING = re.compile(r"^\s*(=\s+)+[^=].*?(\s+=)+\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 # A period after these does not end a sentence ("James B. Longacre", "Mr. Smith").
-_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "mt", "vs", "no", "prof", "gen", "col", "lt", "sgt",
-                  "capt", "rev", "inc", "ltd", "co", "etc", "e.g", "i.e"}
+_ABBREVIATIONS = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "jr",
+    "sr",
+    "mt",
+    "vs",
+    "no",
+    "prof",
+    "gen",
+    "col",
+    "lt",
+    "sgt",
+    "capt",
+    "rev",
+    "inc",
+    "ltd",
+    "co",
+    "etc",
+    "e.g",
+    "i.e",
+}
 _SPLIT_WORDS = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
 
 
@@ -109,8 +132,12 @@ def iter_text_file(path: Path, relative: str, split: str, max_caption_chars: int
             if reject is not None:
                 yield reject
                 continue
-            yield RawRecord(record_id=record, split=split, source=where,
-                            fields={"caption": [text], "source": relative, "split": split})
+            yield RawRecord(
+                record_id=record,
+                split=split,
+                source=where,
+                fields={"caption": [text], "source": relative, "split": split},
+            )
 
 
 def scan_corpus(root: Path, allow_outside_symlinks: bool = False) -> tuple[list[Path], list[Reject]]:
@@ -145,15 +172,24 @@ def scan_corpus(root: Path, allow_outside_symlinks: bool = False) -> tuple[list[
             if not stat.S_ISREG(mode):
                 rejects.append(Reject(relative, str(path), NOT_REGULAR_FILE, "not a regular file; not opened"))
             elif not allow_outside_symlinks and not is_inside(os.path.realpath(path), real_root):
-                rejects.append(Reject(relative, str(path), OUTSIDE_ROOT, f"resolves to {os.path.realpath(path)}, "
-                                      "outside the dataset root (ingest.allow_outside_symlinks: true allows it)"))
+                rejects.append(
+                    Reject(
+                        relative,
+                        str(path),
+                        OUTSIDE_ROOT,
+                        f"resolves to {os.path.realpath(path)}, "
+                        "outside the dataset root (ingest.allow_outside_symlinks: true allows it)",
+                    )
+                )
             else:
                 files.append(path)
     files.sort(key=lambda p: p.relative_to(root).parts)
     rejects.sort(key=lambda r: r.record)
     if not files:
-        raise RawLayoutError(root, "no text corpus files: expected *.raw or *.tokens (WikiText) or *.txt (one "
-                             "line per sentence or paragraph)")
+        raise RawLayoutError(
+            root,
+            "no text corpus files: expected *.raw or *.tokens (WikiText) or *.txt (one line per sentence or paragraph)",
+        )
     return files, rejects
 
 
@@ -162,8 +198,13 @@ def find_corpus_files(root: Path) -> list[Path]:
     return scan_corpus(root)[0]
 
 
-def open_text(root: str | Path, *, max_caption_chars: int, files: list[str | Path] | None = None,
-              allow_outside_symlinks: bool = False) -> RawSource:
+def open_text(
+    root: str | Path,
+    *,
+    max_caption_chars: int,
+    files: list[str | Path] | None = None,
+    allow_outside_symlinks: bool = False,
+) -> RawSource:
     """Find corpus files under ``root`` (or take ``files``) and return a streaming :class:`RawSource`."""
     root = Path(root)
     paths, file_rejects = ([Path(f) for f in files], []) if files else scan_corpus(root, allow_outside_symlinks)
@@ -178,7 +219,8 @@ def open_text(root: str | Path, *, max_caption_chars: int, files: list[str | Pat
         for reject in file_rejects:
             yield replace(reject, split=split_of_file(Path(reject.source)))
         for path, relative in zip(paths, relatives):
-            yield from tag_split(iter_text_file(path, relative, split_of_file(path), max_caption_chars),
-                                 split_of_file(path))
+            yield from tag_split(
+                iter_text_file(path, relative, split_of_file(path), max_caption_chars), split_of_file(path)
+            )
 
     return RawSource(items(), splits, [str(p) for p in paths], has_images=False)

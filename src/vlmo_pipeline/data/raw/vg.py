@@ -84,7 +84,8 @@ def load_region_descriptions(path: Path) -> tuple[dict[int, list], list[Reject]]
             rejects.append(Reject(f"[{index}]", str(path), MALFORMED_RECORD, "no integer image id"))
             continue
         regions.setdefault(image_id, []).extend(
-            region.get("phrase") if isinstance(region, dict) else None for region in entry["regions"])
+            region.get("phrase") if isinstance(region, dict) else None for region in entry["regions"]
+        )
     if index < 0:
         _require_top_list(path, expected)
     return regions, rejects
@@ -105,8 +106,12 @@ def open_vg(root: str | Path, *, max_caption_chars: int) -> RawSource:
     urls, image_rejects = load_image_data(image_data_path)
     regions, region_rejects = load_region_descriptions(regions_path)
     return RawSource(
-        tag_split(_iter_vg(root, urls, regions, image_rejects + region_rejects, image_data_path, regions_path,
-                           max_caption_chars), "train"),
+        tag_split(
+            _iter_vg(
+                root, urls, regions, image_rejects + region_rejects, image_data_path, regions_path, max_caption_chars
+            ),
+            "train",
+        ),
         ("train",),
         [str(image_data_path), str(regions_path)],
         total=len(urls),
@@ -124,8 +129,12 @@ def _iter_vg(
 ) -> Iterator[RawItem]:
     yield from parse_rejects
     for image_id in sorted(set(regions) - set(urls)):
-        yield Reject(str(image_id), str(regions_path), UNKNOWN_ID, "region descriptions for an image id not in "
-                     f"{image_data_path.name}")
+        yield Reject(
+            str(image_id),
+            str(regions_path),
+            UNKNOWN_ID,
+            f"region descriptions for an image id not in {image_data_path.name}",
+        )
     for image_id in sorted(urls):
         record_id = str(image_id)
         phrases = regions.get(image_id, [])

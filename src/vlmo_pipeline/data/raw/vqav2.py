@@ -78,11 +78,21 @@ def load_questions(path: Path) -> tuple[dict[int, dict], list[Reject]]:
     rejects = []
     index = -1
     for index, entry in enumerate(iter_json_items(path, "questions.item", QUESTIONS_EXPECTED)):
-        ok = isinstance(entry, dict) and isinstance(entry.get("question_id"), int) and isinstance(
-            entry.get("image_id"), int) and "question" in entry
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("question_id"), int)
+            and isinstance(entry.get("image_id"), int)
+            and "question" in entry
+        )
         if not ok:
-            rejects.append(Reject(f"questions[{index}]", str(path), MALFORMED_RECORD,
-                                  "needs integer question_id and image_id and a question"))
+            rejects.append(
+                Reject(
+                    f"questions[{index}]",
+                    str(path),
+                    MALFORMED_RECORD,
+                    "needs integer question_id and image_id and a question",
+                )
+            )
             continue
         questions[entry["question_id"]] = {"image_id": entry["image_id"], "question": entry["question"]}
     if index < 0:
@@ -102,8 +112,9 @@ def majority_answer(answers: list[str]) -> str:
     return Counter(answers).most_common(1)[0][0]
 
 
-def load_annotations(path: Path, info: dict[str, Any] | None = None,
-                     rejected_ids: set[int] | None = None) -> tuple[list[dict], list[Reject]]:
+def load_annotations(
+    path: Path, info: dict[str, Any] | None = None, rejected_ids: set[int] | None = None
+) -> tuple[list[dict], list[Reject]]:
     """Annotation records (file order) from an annotations file, plus rejects for malformed entries.
 
     Streamed with ``ijson``; each record is kept compact: ``question_id``, ``image_id`` (None when absent: the
@@ -119,8 +130,11 @@ def load_annotations(path: Path, info: dict[str, Any] | None = None,
     for index, entry in enumerate(iter_json_items(path, "annotations.item", ANNOTATIONS_EXPECTED)):
         problem = _annotation_problem(entry)
         if problem:
-            record = f"question {entry['question_id']}" if isinstance(entry, dict) and isinstance(
-                entry.get("question_id"), int) else f"annotations[{index}]"
+            record = (
+                f"question {entry['question_id']}"
+                if isinstance(entry, dict) and isinstance(entry.get("question_id"), int)
+                else f"annotations[{index}]"
+            )
             rejects.append(Reject(record, str(path), MALFORMED_RECORD, problem))
             if rejected_ids is not None and record.startswith("question "):
                 rejected_ids.add(entry["question_id"])
@@ -137,8 +151,15 @@ def load_annotations(path: Path, info: dict[str, Any] | None = None,
         image_id = entry.get("image_id")
         if image_id is None:
             counts["missing_image_id"] += 1
-        records.append({"question_id": entry["question_id"], "image_id": image_id,
-                        "multiple_choice_answer": major, "answer_type": answer_type, "answers": answers})
+        records.append(
+            {
+                "question_id": entry["question_id"],
+                "image_id": image_id,
+                "multiple_choice_answer": major,
+                "answer_type": answer_type,
+                "answers": answers,
+            }
+        )
     if index < 0:
         _require_list(path, "annotations", ANNOTATIONS_EXPECTED, "a VQA annotations file")
     if info is not None:
@@ -153,8 +174,9 @@ def _annotation_problem(entry: Any) -> str:
     if not isinstance(entry.get("question_id"), int):
         return "needs an integer question_id"
     answers = entry.get("answers")
-    if not isinstance(answers, list) or not all(isinstance(a, dict) and isinstance(a.get("answer"), str)
-                                                for a in answers):
+    if not isinstance(answers, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("answer"), str) for a in answers
+    ):
         return 'needs a list of {"answer": str} answers'
     major = entry.get("multiple_choice_answer")
     if major is not None and not isinstance(major, str):
@@ -189,21 +211,33 @@ def open_vqav2(
         raise ValueError(f"rest_val_images must be >= 0 (0 = keep val whole), got {rest_val_images}")
     root = Path(root)
     images = Path(image_root) if image_root is not None else root.parent / "coco"
-    question_files = {split: Path(questions_files[split]) if questions_files and split in questions_files
-                      else questions_path(root, split) for split in VQA_SPLITS}
-    annotation_files = {split: Path(annotations_files[split]) if annotations_files and split in annotations_files
-                        else annotations_path(root, split) for split in ANNOTATED_SPLITS}
+    question_files = {
+        split: Path(questions_files[split])
+        if questions_files and split in questions_files
+        else questions_path(root, split)
+        for split in VQA_SPLITS
+    }
+    annotation_files = {
+        split: Path(annotations_files[split])
+        if annotations_files and split in annotations_files
+        else annotations_path(root, split)
+        for split in ANNOTATED_SPLITS
+    }
     for split, path in {**(questions_files or {}), **(annotations_files or {})}.items():
         if split not in VQA_SPLITS:
             raise ValueError(f"unknown VQA split {split!r} for {path}; expected one of {VQA_SPLITS}")
     splits = tuple(split for split in VQA_SPLITS if question_files[split].is_file())
     if not splits:
-        raise RawLayoutError(root, "no VQA v2 questions file: expected "
-                             + ", ".join(questions_path(root, s).name for s in VQA_SPLITS))
+        raise RawLayoutError(
+            root, "no VQA v2 questions file: expected " + ", ".join(questions_path(root, s).name for s in VQA_SPLITS)
+        )
     for split in splits:
         if split in ANNOTATED_SPLITS and not annotation_files[split].is_file():
-            raise RawLayoutError(annotation_files[split], f"missing annotations for the {split} questions "
-                                 f"{question_files[split].name} (expected {ANNOTATIONS_EXPECTED})")
+            raise RawLayoutError(
+                annotation_files[split],
+                f"missing annotations for the {split} questions "
+                f"{question_files[split].name} (expected {ANNOTATIONS_EXPECTED})",
+            )
 
     parsed: dict[str, tuple] = {}
     fills: dict[str, int] = {}
@@ -216,46 +250,82 @@ def open_vqav2(
             rejects += annotation_rejects
         parsed[split] = (questions, split_annotations, rejects, rejected_ids)
 
-    major_answers = [a["multiple_choice_answer"] for split in vocab_splits if split in parsed
-                     for a in parsed[split][1]]
+    major_answers = [a["multiple_choice_answer"] for split in vocab_splits if split in parsed for a in parsed[split][1]]
     vocab = build_answer_vocab(major_answers, min_answer_count)
     answer_to_label = {answer: label for label, answer in enumerate(vocab)}
-    sources = [str(question_files[s]) for s in splits] + [str(annotation_files[s]) for s in splits
-                                                           if s in ANNOTATED_SPLITS]
+    sources = [str(question_files[s]) for s in splits] + [
+        str(annotation_files[s]) for s in splits if s in ANNOTATED_SPLITS
+    ]
     total = sum(len({q["image_id"] for q in parsed[s][0].values()}) for s in splits)
-    info = {"answer_vocab_size": len(vocab), "vocab_splits": [s for s in vocab_splits if s in parsed],
-            "min_answer_count": min_answer_count, "image_root": str(images), **fills}
+    info = {
+        "answer_vocab_size": len(vocab),
+        "vocab_splits": [s for s in vocab_splits if s in parsed],
+        "min_answer_count": min_answer_count,
+        "image_root": str(images),
+        **fills,
+    }
     rest_val: set[int] = set()
     if rest_val_images:
         if "val" not in parsed:
-            raise RawLayoutError(question_files["val"], f"rest_val_images={rest_val_images} carves the val split, "
-                                 "but there is no val questions file")
-        rest_val = _choose_rest_val(parsed["val"], answer_to_label, str(question_files["val"]),
-                                    str(annotation_files["val"]), max_caption_chars, rest_val_images, rest_val_seed)
+            raise RawLayoutError(
+                question_files["val"],
+                f"rest_val_images={rest_val_images} carves the val split, but there is no val questions file",
+            )
+        rest_val = _choose_rest_val(
+            parsed["val"],
+            answer_to_label,
+            str(question_files["val"]),
+            str(annotation_files["val"]),
+            max_caption_chars,
+            rest_val_images,
+            rest_val_seed,
+        )
         splits = tuple(s for split in splits for s in (CARVED_VAL_SPLITS if split == "val" else (split,)))
         info.update(rest_val_images=rest_val_images, rest_val_seed=rest_val_seed)
-    items = _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images, max_caption_chars,
-                        rest_val)
+    items = _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images, max_caption_chars, rest_val)
     return RawSource(items, splits, sources, total=total, artifacts={"answer_vocab.json": vocab}, info=info)
 
 
-def _choose_rest_val(parsed_val: tuple, answer_to_label: dict[str, int], question_source: str,
-                     annotation_source: str, max_caption_chars: int, count: int, seed: int) -> set[int]:
+def _choose_rest_val(
+    parsed_val: tuple,
+    answer_to_label: dict[str, int],
+    question_source: str,
+    annotation_source: str,
+    max_caption_chars: int,
+    count: int,
+    seed: int,
+) -> set[int]:
     """Image ids of ``rest_val``: a seeded sample of ``count`` from the sorted ids of the val images that have an
     answerable question (the rows the official val table keeps: the train policy drops the others)."""
     questions, split_annotations = parsed_val[:2]
     answered, _ = _attach_answers(questions, split_annotations, annotation_source)
-    eligible = [image_id for image_id, question_ids in _questions_by_image(questions)
-                if _image_row("train", image_id, question_ids, questions, answered, answer_to_label, question_source,
-                              annotation_source, max_caption_chars)[0] is not None]
+    eligible = [
+        image_id
+        for image_id, question_ids in _questions_by_image(questions)
+        if _image_row(
+            "train",
+            image_id,
+            question_ids,
+            questions,
+            answered,
+            answer_to_label,
+            question_source,
+            annotation_source,
+            max_caption_chars,
+        )[0]
+        is not None
+    ]
     if count >= len(eligible):
-        raise ValueError(f"rest_val_images={count} leaves nothing for trainable_val: val has {len(eligible)} "
-                         "images with an answerable question")
+        raise ValueError(
+            f"rest_val_images={count} leaves nothing for trainable_val: val has {len(eligible)} "
+            "images with an answerable question"
+        )
     return set(random.Random(seed).sample(eligible, count))
 
 
-def _attach_answers(questions: dict[int, dict], split_annotations: list[dict],
-                    annotation_source: str) -> tuple[dict[int, dict | None], list[Reject]]:
+def _attach_answers(
+    questions: dict[int, dict], split_annotations: list[dict], annotation_source: str
+) -> tuple[dict[int, dict | None], list[Reject]]:
     """question id → annotation; annotations for unknown questions or with another image id are rejected (a
     question whose annotation was rejected maps to None, so it is not rejected a second time as ``unknown_id``)."""
     answered: dict[int, dict | None] = {}
@@ -264,13 +334,24 @@ def _attach_answers(questions: dict[int, dict], split_annotations: list[dict],
         question_id = annotation["question_id"]
         question = questions.get(question_id)
         if question is None:
-            rejects.append(Reject(f"question {question_id}", annotation_source, UNKNOWN_ID,
-                                  "annotation for a question id not in the questions file"))
+            rejects.append(
+                Reject(
+                    f"question {question_id}",
+                    annotation_source,
+                    UNKNOWN_ID,
+                    "annotation for a question id not in the questions file",
+                )
+            )
             continue
         if annotation.get("image_id") not in (None, question["image_id"]):
-            rejects.append(Reject(f"question {question_id}", annotation_source, MALFORMED_RECORD,
-                                  f"image_id {annotation.get('image_id')} differs from the question's "
-                                  f"{question['image_id']}"))
+            rejects.append(
+                Reject(
+                    f"question {question_id}",
+                    annotation_source,
+                    MALFORMED_RECORD,
+                    f"image_id {annotation.get('image_id')} differs from the question's {question['image_id']}",
+                )
+            )
             answered[question_id] = None
             continue
         answered[question_id] = annotation
@@ -285,15 +366,35 @@ def _questions_by_image(questions: dict[int, dict]) -> list[tuple[int, list[int]
     return sorted(by_image.items())
 
 
-def _iter_vqav2(parsed, question_files, annotation_files, answer_to_label, images: Path,
-                max_caption_chars: int, rest_val: set[int]) -> Iterator[RawItem]:
+def _iter_vqav2(
+    parsed, question_files, annotation_files, answer_to_label, images: Path, max_caption_chars: int, rest_val: set[int]
+) -> Iterator[RawItem]:
     for split, parsed_split in parsed.items():
-        yield from tag_split(_iter_vqav2_split(split, parsed_split, question_files, annotation_files, answer_to_label,
-                                               images, max_caption_chars, rest_val), split)
+        yield from tag_split(
+            _iter_vqav2_split(
+                split,
+                parsed_split,
+                question_files,
+                annotation_files,
+                answer_to_label,
+                images,
+                max_caption_chars,
+                rest_val,
+            ),
+            split,
+        )
 
 
-def _iter_vqav2_split(split, parsed_split, question_files, annotation_files, answer_to_label, images: Path,
-                      max_caption_chars: int, rest_val: set[int]) -> Iterator[RawItem]:
+def _iter_vqav2_split(
+    split,
+    parsed_split,
+    question_files,
+    annotation_files,
+    answer_to_label,
+    images: Path,
+    max_caption_chars: int,
+    rest_val: set[int],
+) -> Iterator[RawItem]:
     """One split's image rows; every reject here loses one question (partial), not a whole image row."""
     questions, split_annotations, rejects, rejected_ids = parsed_split
     yield from map(as_partial, rejects)
@@ -304,8 +405,17 @@ def _iter_vqav2_split(split, parsed_split, question_files, annotation_files, ans
         answered.setdefault(question_id, None)
     yield from map(as_partial, answer_rejects)
     for image_id, question_ids in _questions_by_image(questions):
-        row = _image_row(split, image_id, question_ids, questions, answered, answer_to_label,
-                         question_source, annotation_source, max_caption_chars)
+        row = _image_row(
+            split,
+            image_id,
+            question_ids,
+            questions,
+            answered,
+            answer_to_label,
+            question_source,
+            annotation_source,
+            max_caption_chars,
+        )
         fields, row_rejects = row
         yield from map(as_partial, row_rejects)
         if fields is None:
@@ -314,23 +424,36 @@ def _iter_vqav2_split(split, parsed_split, question_files, annotation_files, ans
             fields["split"] = "rest_val" if image_id in rest_val else "trainable_val"
         subset = SUBSET_OF_SPLIT[split]
         image_path = images / subset / f"COCO_{subset}_{image_id:012d}.jpg"
-        yield RawRecord(record_id=f"image {image_id}", split=fields["split"], source=question_source, fields=fields,
-                        images={"image": ImageSource(str(image_path), root=str(images))})
+        yield RawRecord(
+            record_id=f"image {image_id}",
+            split=fields["split"],
+            source=question_source,
+            fields=fields,
+            images={"image": ImageSource(str(image_path), root=str(images))},
+        )
 
 
-def _image_row(split, image_id, question_ids, questions, answered, answer_to_label, question_source,
-               annotation_source, max_caption_chars) -> tuple[dict | None, list[Reject]]:
+def _image_row(
+    split,
+    image_id,
+    question_ids,
+    questions,
+    answered,
+    answer_to_label,
+    question_source,
+    annotation_source,
+    max_caption_chars,
+) -> tuple[dict | None, list[Reject]]:
     """Build the list columns of one image; returns (fields or None when no question survives, rejects)."""
     rejects: list[Reject] = []
-    columns: dict[str, list] = {key: [] for key in
-                                ("questions", "answers", "answer_labels", "answer_scores", "question_id",
-                                 "answer_type")}
+    columns: dict[str, list] = {
+        key: [] for key in ("questions", "answers", "answer_labels", "answer_scores", "question_id", "answer_type")
+    }
     for question_id in question_ids:
         record = f"question {question_id}"
         if split in ANNOTATED_SPLITS and question_id in answered and answered[question_id] is None:
             continue  # its annotation was rejected already: one reject per question
-        text, reject = check_caption(questions[question_id]["question"], record, question_source,
-                                     max_caption_chars)
+        text, reject = check_caption(questions[question_id]["question"], record, question_source, max_caption_chars)
         if reject is not None:
             rejects.append(reject)
             continue
@@ -342,8 +465,14 @@ def _image_row(split, image_id, question_ids, questions, answered, answer_to_lab
             raw_answers = list(annotation["answers"])
             labels, scores = score_answers(raw_answers, answer_to_label)
             if not labels and split == "train":
-                rejects.append(Reject(record, annotation_source, ANSWER_NOT_IN_VOCAB,
-                                      "no annotator answer is in the answer vocabulary"))
+                rejects.append(
+                    Reject(
+                        record,
+                        annotation_source,
+                        ANSWER_NOT_IN_VOCAB,
+                        "no annotator answer is in the answer vocabulary",
+                    )
+                )
                 continue
             answer_type = annotation["answer_type"]
         else:

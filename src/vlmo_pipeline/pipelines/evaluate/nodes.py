@@ -36,8 +36,13 @@ def evaluate_models(
     stages = dict(zip(TRAINED_RUNS, training_summaries))
     result = run_evaluation(
         config,
-        model_dirs={"retrieval_coco": retrieval_coco_model, "retrieval_f30k": retrieval_f30k_model,
-                    "vqa": vqa_model, "nlvr2": nlvr2_model, "stage3": pretrained_model},
+        model_dirs={
+            "retrieval_coco": retrieval_coco_model,
+            "retrieval_f30k": retrieval_f30k_model,
+            "vqa": vqa_model,
+            "nlvr2": nlvr2_model,
+            "stage3": pretrained_model,
+        },
         dataset_dirs={"coco": coco_arrow, "f30k": f30k_arrow, "vqav2": vqav2_arrow, "nlvr2": nlvr2_arrow},
         stage_summaries=stages,
     )

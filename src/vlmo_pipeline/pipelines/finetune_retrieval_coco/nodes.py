@@ -11,7 +11,8 @@ from vlmo_pipeline.training.node import train_node
 def finetune_retrieval_coco(init_model: Path, coco_arrow: Path, params: dict[str, Any]) -> tuple:
     """COCO retrieval fine-tuning (dual encoder, ITC loss).
 
-    Starts from the `pretrained_model` directory; the Arrow dataset folders come from the catalog. Returns the model-directory writer
+    Starts from the `pretrained_model` directory; the Arrow dataset folders come from the catalog.
+    Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
     return train_node(params, "parameters finetune_retrieval_coco", init=init_model, dataset_dirs={"coco": coco_arrow})

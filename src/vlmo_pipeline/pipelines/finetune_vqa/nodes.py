@@ -11,7 +11,8 @@ from vlmo_pipeline.training.node import train_node
 def finetune_vqa(init_model: Path, vqav2_arrow: Path, params: dict[str, Any]) -> tuple:
     """VQAv2 fine-tuning (soft-score BCE over the ingest's answer vocabulary).
 
-    Starts from the `pretrained_model` directory; the Arrow dataset folders come from the catalog. Returns the model-directory writer
+    Starts from the `pretrained_model` directory; the Arrow dataset folders come from the catalog.
+    Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
     return train_node(params, "parameters finetune_vqa", init=init_model, dataset_dirs={"vqav2": vqav2_arrow})

@@ -20,9 +20,7 @@ def make_ingest_node(dataset: str):
     """Build the node function for one dataset: raw tree in, Arrow-directory writer out."""
 
     def ingest(raw_root: Path, params: dict[str, Any], image_root: Path | None = None):
-        return partial(
-            ingest_dataset, dataset, raw_root, config=_config(params, dataset), image_root=image_root
-        )
+        return partial(ingest_dataset, dataset, raw_root, config=_config(params, dataset), image_root=image_root)
 
     ingest.__name__ = f"ingest_{dataset}"
     ingest.__doc__ = f"Stream the raw {dataset} tree into sharded Arrow files (writer for a DirectoryDataset)."

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 
-
-def build_vocabulary(text_arrow: Path, coco_arrow: Path, vqav2_arrow: Path, nlvr2_arrow: Path,
-                     params: dict[str, Any]):
+def build_vocabulary(text_arrow: Path, coco_arrow: Path, vqav2_arrow: Path, nlvr2_arrow: Path, params: dict[str, Any]):
     """Copy `params["vocab_file"]` or train a vocabulary on `params["corpora"]`; returns a directory writer."""
     from vlmo_pipeline.training.vocab import VocabConfig, build_vocab  # deferred: see training.node
 
