@@ -180,7 +180,9 @@ def test_chain_reaches_evaluate_then_metrics_and_plots_show_its_numbers(dvc_repo
     page = (reporting / "dvc_plots" / "index.html").read_text()
     assert "failed to load" not in printed, printed
     for run_name in RUNS.values():
-        assert f"data/08_reporting/{run_name}/metrics.csv" in page, run_name
+        # one chart per run (DVC names its div after the log's path) and the run in the combined chart
+        assert f"vegaEmbed('#data_08_reporting_{run_name}_metrics_csv'" in page, run_name
+        assert f'"filename": "{run_name}/metrics.csv"' in page, run_name
         rows = list(csv.DictReader((reporting / run_name / "metrics.csv").open()))
         logged = [row["train/loss_step"] for row in rows if row["train/loss_step"]]
         assert logged and all(f'"train/loss_step": "{value}"' in page for value in logged), run_name
