@@ -226,15 +226,15 @@ def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skip
 
 def _train(setup: AblationSetup, section: str, variant: str, init: Path):
     """Train one section (in-process or torchrun, as the Kedro node); returns (model directory, summary)."""
-    from vlmo_pipeline.data.img2dataset_layout import atomic_write_text
     from vlmo_pipeline.datasets.directory import DirectoryDataset
+    from vlmo_pipeline.files import atomic_write_text
     from vlmo_pipeline.training.launch import train_for_catalog
     from vlmo_pipeline.training.runner import SUMMARY_FILE
 
     config = _run_config(setup, section, variant, init=init)
     written, summary = train_for_catalog(config)
     DirectoryDataset(path=config.output_dir).save(written)
-    atomic_write_text(Path(config.log_dir) / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(Path(config.log_dir) / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n", parents=True)
     return Path(config.output_dir), summary
 
 
@@ -254,8 +254,8 @@ def _run_settings(setup: AblationSetup, sections: Sequence[str]) -> dict[str, di
 def run_variant(setup: AblationSetup, variant: str) -> dict[str, Any]:
     """Train and evaluate one variant; writes ``<out>/<variant>/metrics.json`` and ``variant.json``; returns the
     variant record (what ``variant.json`` holds, with the metrics)."""
-    from vlmo_pipeline.data.img2dataset_layout import atomic_write_text
     from vlmo_pipeline.evaluation.suite import MODEL_NAMES, EvaluationConfig, run_evaluation
+    from vlmo_pipeline.files import atomic_write_text
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
@@ -289,7 +289,7 @@ def run_variant(setup: AblationSetup, variant: str) -> dict[str, Any]:
         stage_summaries=summaries,
     )
     metrics = result.metrics
-    atomic_write_text(root / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(root / METRICS_FILE, json.dumps(metrics, indent=2) + "\n", parents=True)
     record = {
         "variant": variant,
         "skipped": [RUN_NAMES[section] for section in skipped],
@@ -309,7 +309,7 @@ def run_variant(setup: AblationSetup, variant: str) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 1),
         "metrics_file": os.fspath(root / METRICS_FILE),
     }
-    atomic_write_text(root / VARIANT_FILE, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(root / VARIANT_FILE, json.dumps(record, indent=2) + "\n", parents=True)
     logger.info("ablation %s: %.0f s, metrics -> %s", variant, record["wall_s"], record["metrics_file"])
     return {**record, "metrics": metrics}
 
@@ -484,7 +484,7 @@ def render_markdown(table: Mapping[str, Any]) -> str:
 
 def run_ablation(setup: AblationSetup, variants: Sequence[str] = tuple(VARIANTS)) -> dict[str, Any]:
     """Run ``variants``, then write ``ablation.json`` and ``ablation.md`` (rows: ``full`` + the variants)."""
-    from vlmo_pipeline.data.img2dataset_layout import atomic_write_text
+    from vlmo_pipeline.files import atomic_write_text
 
     unknown = [variant for variant in variants if variant not in VARIANTS]
     if unknown:
@@ -494,8 +494,8 @@ def run_ablation(setup: AblationSetup, variants: Sequence[str] = tuple(VARIANTS)
     _check_not_protected(setup, json_path, md_path)
     records = [full_row(setup)] + [run_variant(setup, variant) for variant in variants]
     table = build_table(setup, records)
-    atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
-    atomic_write_text(md_path, render_markdown(table))
+    atomic_write_text(json_path, json.dumps(table, indent=2) + "\n", parents=True)
+    atomic_write_text(md_path, render_markdown(table), parents=True)
     logger.info("ablation table -> %s, %s", md_path, json_path)
     return table
 

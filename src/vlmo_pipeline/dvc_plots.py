@@ -35,8 +35,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from vlmo_pipeline.data.img2dataset_layout import atomic_write_bytes
-from vlmo_pipeline.datasets.directory import swap_into_place
+from vlmo_pipeline.files import atomic_write_bytes, swap_directory
 
 __all__ = [
     "VEGA_PACKAGES",
@@ -264,7 +263,7 @@ def show_plots(
                         shutil.copyfile(vega_dir / name, staging / name)
             if REMOTE_SCRIPT.search(page.read_text(encoding="utf-8")):
                 raise PlotsError(f"{page} still loads a script from the network; check {template}")
-        swap_into_place(staging, out)
+        swap_directory(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "index.html", offline

@@ -13,7 +13,14 @@ Importable from anywhere in the package (the models package included): no third-
 
 * :func:`atomic_write_bytes`, :func:`atomic_write_text`, :func:`atomic_write_json`: write data held in memory;
 * :func:`atomic_write_via`: for writers that want a file name (``safetensors.torch.save_file``, ``shutil.copyfile``,
-  ...): ``writer(temp_path)`` writes the temporary file, which is then fsynced and moved into place.
+  ``figure.savefig``, ...): ``writer(temp_path)`` writes the temporary file, which is then fsynced and moved into
+  place;
+* :func:`swap_directory`: replace a whole directory by a finished staging sibling, with renames only.
+
+Fsync policy: by default the file and then its directory are fsynced, so a finished write survives a power cut.
+``durable=False`` skips both for outputs that are regenerated rather than kept (the demo world, written into a
+staging folder that is itself swapped into place): the rename alone already keeps readers from seeing a partial
+file. ``parents=True`` creates missing parent directories first.
 """
 
 from __future__ import annotations
@@ -21,12 +28,21 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_via", "TEMP_SUFFIX"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_write_via",
+    "swap_directory",
+    "fsync_directory",
+    "TEMP_SUFFIX",
+]
 
 #: Temporary files are named ``.<target name>.<random hex>.tmp`` next to the target.
 TEMP_SUFFIX = ".tmp"
@@ -45,7 +61,7 @@ def _create_temp(target: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a unique temporary file next to {target}")
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: str | os.PathLike) -> None:
     """Persist the rename itself (POSIX); silently skipped where directories cannot be opened (Windows)."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -59,6 +75,13 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _prepare(path: str | os.PathLike, parents: bool) -> Path:
+    target = Path(path)
+    if parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 def _unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)
@@ -66,16 +89,18 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def atomic_write_via(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
+def atomic_write_via(
+    path: str | os.PathLike, writer: Callable[[Path], Any], *, durable: bool = True, parents: bool = False
+) -> Path:
     """Atomically create or replace ``path`` with whatever ``writer(temp_path)`` writes to ``temp_path``.
 
     ``temp_path`` is an existing empty file in the same directory (named ``.<name>.<hex>.tmp``: writers that add
     their own suffix to a bare name, like ``numpy.save``, should be given an open file instead). After ``writer``
     returns, the file is fsynced, given the mode a plain ``open()`` would give, and moved onto ``path``. If
     ``writer`` raises, the temporary file is removed, ``path`` is untouched and the exception propagates.
-    Returns ``path`` as a :class:`~pathlib.Path`. The parent directory must exist.
+    Returns ``path`` as a :class:`~pathlib.Path`. The parent directory must exist unless ``parents``.
     """
-    target = Path(path)
+    target = _prepare(path, parents)
     fd, temp = _create_temp(target)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
@@ -83,7 +108,8 @@ def atomic_write_via(path: str | os.PathLike, writer: Callable[[Path], Any]) -> 
         writer(temp)
         fd = os.open(temp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             if stat.S_IMODE(os.fstat(fd).st_mode) != mode:  # a writer that re-created the file with its own mode
                 os.chmod(temp, mode)
         finally:
@@ -92,30 +118,35 @@ def atomic_write_via(path: str | os.PathLike, writer: Callable[[Path], Any]) -> 
     except BaseException:
         _unlink_quietly(temp)
         raise
-    _fsync_directory(target.parent)
+    if durable:
+        fsync_directory(target.parent)
     return target
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True, parents: bool = False) -> Path:
     """Atomically create or replace ``path`` with ``data``. Returns ``path`` as a :class:`~pathlib.Path`."""
-    target = Path(path)
+    target = _prepare(path, parents)
     fd, temp = _create_temp(target)
     try:
         with open(fd, "wb", closefd=True) as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temp, target)
     except BaseException:
         _unlink_quietly(temp)
         raise
-    _fsync_directory(target.parent)
+    if durable:
+        fsync_directory(target.parent)
     return target
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+def atomic_write_text(
+    path: str | os.PathLike, text: str, encoding: str = "utf-8", *, durable: bool = True, parents: bool = False
+) -> Path:
     """Atomically write ``text`` (encoded with ``encoding``; newlines written as given, no translation)."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    return atomic_write_bytes(path, text.encode(encoding), durable=durable, parents=parents)
 
 
 def atomic_write_json(
@@ -126,9 +157,28 @@ def atomic_write_json(
     sort_keys: bool = False,
     trailing_newline: bool = True,
     ensure_ascii: bool = True,
+    default: Callable[[Any], Any] | None = None,
+    durable: bool = True,
+    parents: bool = False,
 ) -> Path:
     """Atomically write ``data`` as JSON (``json.dumps`` options as given; a final newline by default).
 
     The data is serialised before anything touches the disk, so an unserialisable value leaves no file behind."""
-    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
-    return atomic_write_text(path, text + ("\n" if trailing_newline else ""))
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default)
+    return atomic_write_text(path, text + ("\n" if trailing_newline else ""), durable=durable, parents=parents)
+
+
+def swap_directory(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Replace the directory ``target`` by the finished directory ``staging`` (same parent) with renames only.
+
+    The old ``target`` is first renamed to ``.<name>.old-<pid>`` and removed once ``staging`` is in its place, so
+    at every moment ``target`` is either the complete old directory or the complete new one.
+    """
+    staging, target = Path(staging), Path(target)
+    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    if retired.exists():
+        shutil.rmtree(retired, ignore_errors=True)
+    fsync_directory(target.parent)

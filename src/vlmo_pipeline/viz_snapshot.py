@@ -43,6 +43,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlmo_pipeline.files import atomic_write_bytes
+
 # Chromium flags for a closed network: without the background-networking ones it keeps trying to reach
 # Google's services; the resolver rule makes every host name but the loopback fail at once (the Kedro-Viz page
 # links fonts.googleapis.com); --no-sandbox because CI runs as root.
@@ -421,9 +423,7 @@ def render_view(
         state = _wait_settled(devtools, expected, timeout, window=window)
     png = base64.b64decode(devtools.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"])
     out_png = Path(out_png)
-    tmp_png = out_png.with_name(f".{out_png.name}.tmp.png")
-    tmp_png.write_bytes(png)
-    os.replace(tmp_png, out_png)
+    atomic_write_bytes(out_png, png, parents=True)
     return Snapshot(
         view=view,
         screenshot=out_png,

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from vlmo_pipeline.data.raw.records import Reject
+from vlmo_pipeline.files import atomic_write_json, fsync_directory
 
 SCHEMA_VERSION = 1
 
@@ -96,19 +97,6 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not supported on this platform/filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def sha256_file(path: str | os.PathLike, block_size: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in blocks."""
     digest = hashlib.sha256()
@@ -119,16 +107,8 @@ def sha256_file(path: str | os.PathLike, block_size: int = 1 << 20) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``.<name>.tmp``, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = _tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write ``obj`` as indented UTF-8 JSON with a final newline, atomically (:mod:`vlmo_pipeline.files`)."""
+    atomic_write_json(path, obj, indent=2, ensure_ascii=False)
 
 
 def prepare_output_dir(out_dir: str | os.PathLike, extra_files: Iterable[str] = ()) -> Path:
@@ -149,7 +129,7 @@ def prepare_output_dir(out_dir: str | os.PathLike, extra_files: Iterable[str] = 
     (out_dir / REJECTS_NAME).unlink(missing_ok=True)
     for name in extra_files:
         (out_dir / name).unlink(missing_ok=True)
-    _fsync_dir(out_dir)
+    fsync_directory(out_dir)
     return out_dir
 
 
@@ -270,7 +250,7 @@ class ShardWriter:
         digest = sha256_file(tmp)
         size = tmp.stat().st_size
         os.replace(tmp, final)
-        _fsync_dir(self.out_dir)
+        fsync_directory(self.out_dir)
         self.shards.append(ShardInfo(final.name, self.split, self._shard_rows, digest, size))
         self.rows_written += self._shard_rows
         self._shard_rows = 0

@@ -1,4 +1,4 @@
-"""Write image/caption collections the way img2dataset leaves a finished download, plus atomic file writes.
+"""Write image/caption collections the way img2dataset leaves a finished download (and the demo's file writes).
 
 Real CC3M and SBU users download the images with img2dataset. Its output folder holds, per shard of
 ``samples_per_shard`` input rows (shard names ``%05d``):
@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from vlmo_pipeline import files
 
 # 2021-06-01 00:00:00 UTC: a fixed "download time" so the tree is byte-identical for a seed.
 FIXED_EPOCH = 1622505600.0
@@ -58,28 +59,21 @@ OUTPUT_FORMATS = ("files", "webdataset")
 # --------------------------------------------------------------------------------------------- atomic writes
 
 
+# The demo world is written into a staging folder that is renamed into place when complete, so its single files
+# need no fsync (durable=False); parent folders are created on the way. The JSON keeps json.dumps' default style
+# (one line unless ``indent``, no final newline), like the real annotation files.
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    files.atomic_write_bytes(path, data, durable=False, parents=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """UTF-8 text version of :func:`atomic_write_bytes` (no newline translation)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    files.atomic_write_text(path, text, durable=False, parents=True)
 
 
 def atomic_write_json(path: str | Path, obj: object, indent: int | None = None) -> None:
-    """JSON with the default separators (one line unless ``indent``), like the real annotation files."""
-    atomic_write_text(path, json.dumps(obj, indent=indent))
+    files.atomic_write_json(path, obj, indent=indent, trailing_newline=False, durable=False, parents=True)
 
 
 # --------------------------------------------------------------------------------------------- img2dataset

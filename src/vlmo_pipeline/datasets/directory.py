@@ -19,6 +19,8 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from vlmo_pipeline.files import swap_directory
+
 DirectoryWriter = Callable[[Path], Any]
 
 
@@ -87,20 +89,10 @@ class DirectoryDataset(AbstractDataset[Path, "DirectoryWriter | Path"]):
                 raise DatasetError(
                     f"DirectoryDataset({target}) can save a writer callable or a directory path, got {type(data)!r}"
                 )
-            swap_into_place(staging, target)
+            swap_directory(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
     def _missing_message(self, what: str) -> str:
         return f"{what}." + (f" {self._hint}" if self._hint else "")
-
-
-def swap_into_place(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging`` with renames only (both live in the same parent directory)."""
-    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(staging, target)
-    if retired.exists():
-        shutil.rmtree(retired)

@@ -39,7 +39,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vlmo_pipeline.data.img2dataset_layout import atomic_write_text  # noqa: E402
+from vlmo_pipeline.files import atomic_write_text, atomic_write_via  # noqa: E402
 
 if TYPE_CHECKING:
     from vlmo_pipeline.evaluation.gallery import Gallery
@@ -245,14 +245,13 @@ def plot_recall_bars(metrics: Mapping[str, Any], path: str | os.PathLike) -> Pat
 def save_figure(figure, path: str | os.PathLike) -> Path:
     """Save a matplotlib figure as ``path`` (format from its suffix) via a temporary sibling, then close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
+        # the temporary name ends in .tmp, so the format comes from the final name
+        atomic_write_via(
+            path, lambda temporary: figure.savefig(temporary, dpi=100, format=path.suffix[1:]), parents=True
+        )
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
     return path
 
 
@@ -505,7 +504,7 @@ def write_report(
         "Training loss curves": plot_loss_curves(histories, directory / "loss_curves.png").name,
         "Recall@K against chance": plot_recall_bars(metrics, directory / "recall_at_k.png").name,
     }
-    atomic_write_text(directory / "recall_at_k.csv", recall_table_csv(metrics))
+    atomic_write_text(directory / "recall_at_k.csv", recall_table_csv(metrics), parents=True)
     sections = write_gallery(directory, gallery) if gallery is not None else []
     report = directory / "report.md"
     atomic_write_text(

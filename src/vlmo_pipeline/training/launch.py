@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
+from vlmo_pipeline.files import swap_directory
 from vlmo_pipeline.training.config import RunConfig, run_config_from_dict
 from vlmo_pipeline.training.runner import SUMMARY_FILE, TrainOutcome, save_outcome, train
 
-__all__ = ["configure_run", "train_for_catalog", "launch_torchrun", "export_outcome", "swap_directory"]
+__all__ = ["configure_run", "train_for_catalog", "launch_torchrun", "export_outcome"]
 
 
 def configure_run(
@@ -95,15 +96,6 @@ def launch_torchrun(config: RunConfig) -> tuple[Path, dict[str, Any]]:
         Path(params_file).unlink(missing_ok=True)
     summary = json.loads((export_dir / SUMMARY_FILE).read_text())
     return export_dir, summary
-
-
-def swap_directory(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging`` (same parent) with renames only."""
-    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(staging, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def export_outcome(outcome: TrainOutcome, target: str | os.PathLike) -> Path:

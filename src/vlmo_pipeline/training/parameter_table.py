@@ -17,6 +17,8 @@ from typing import Any
 
 from torch import nn
 
+from vlmo_pipeline.files import atomic_write_text
+
 __all__ = [
     "GROUPS",
     "TABLE_NAME",
@@ -183,7 +185,5 @@ def write_parameter_table(table: Mapping[str, Any], directory: str | os.PathLike
     directory.mkdir(parents=True, exist_ok=True)
     paths = directory / TABLE_NAME, directory / TABLE_JSON_NAME
     for path, text in zip(paths, (render_parameter_table(table), json.dumps(table, indent=2) + "\n")):
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        atomic_write_text(path, text)
     return paths

@@ -40,6 +40,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from vlmo_pipeline.data.datasets import ANSWER_VOCAB_FILE, load_answer_vocab
+from vlmo_pipeline.files import atomic_write_json, atomic_write_via
 from vlmo_pipeline.models import VLMo, create_model, list_configs, load_beit_checkpoint
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.vlmo import VOCAB_NAME
@@ -274,15 +275,8 @@ def _resume_checkpoint(config: RunConfig, fingerprint: dict[str, Any], is_global
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         shutil.rmtree(config.log_dir, ignore_errors=True)  # the CSV logger appends; a fresh run starts a new log
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(recorded_path, fingerprint)
+        atomic_write_json(recorded_path, fingerprint, sort_keys=True, default=str, trailing_newline=False, parents=True)
     return None
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(temporary, path)
 
 
 def _set_aside_log(config: RunConfig) -> Path | None:
@@ -309,12 +303,14 @@ def _merge_logs(earlier: Path, current: Path) -> None:
     first_new_step = min((int(row["step"]) for row in new_rows), default=None)
     if first_new_step is not None:
         rows = [row for row in rows if int(row["step"]) < first_new_step]
-    temporary = current.with_name(f".{current.name}.tmp-{os.getpid()}")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows + new_rows)
-    os.replace(temporary, current)
+
+    def write_merged(temporary: Path) -> None:
+        with temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows + new_rows)
+
+    atomic_write_via(current, write_merged)
     earlier.unlink()
 
 
@@ -452,7 +448,14 @@ def save_outcome(outcome: TrainOutcome, directory: str | os.PathLike) -> Path:
     outcome.model.save_pretrained(directory, vocab_file=outcome.vocab_file)
     for name, source in outcome.extra_files.items():
         shutil.copyfile(source, directory / name)
-    _write_json_atomic(directory / SUMMARY_FILE, {**outcome.summary, "run_config": outcome.config.to_dict()})
+    atomic_write_json(
+        directory / SUMMARY_FILE,
+        {**outcome.summary, "run_config": outcome.config.to_dict()},
+        sort_keys=True,
+        default=str,
+        trailing_newline=False,
+        parents=True,
+    )
     checkpoints = outcome.config.checkpoint_dir
     if checkpoints.is_dir() and checkpoints.resolve() != (directory / "lightning").resolve():
         shutil.copytree(checkpoints, directory / "lightning", copy_function=_link_or_copy, dirs_exist_ok=True)
