@@ -158,13 +158,18 @@ def atomic_write_json(
     trailing_newline: bool = True,
     ensure_ascii: bool = True,
     default: Callable[[Any], Any] | None = None,
+    allow_nan: bool = True,
     durable: bool = True,
     parents: bool = False,
 ) -> Path:
     """Atomically write ``data`` as JSON (``json.dumps`` options as given; a final newline by default).
 
-    The data is serialised before anything touches the disk, so an unserialisable value leaves no file behind."""
-    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default)
+    The data is serialised before anything touches the disk, so an unserialisable value leaves no file behind.
+    ``allow_nan=False`` makes NaN / ±inf a ``ValueError`` (strict JSON) instead of the bare ``NaN`` tokens that
+    ``json.dumps`` writes by default."""
+    text = json.dumps(
+        data, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default, allow_nan=allow_nan
+    )
     return atomic_write_text(path, text + ("\n" if trailing_newline else ""), durable=durable, parents=parents)
 
 

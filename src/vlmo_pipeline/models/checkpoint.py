@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .config import VLMoConfig, get_config, list_configs
 from .relpos import RelPosLayout, grid_size_from_rows, resize_relative_position_table
-from .vlmo import VLMo
+from .vlmo import VLMo, check_finite_weights
 
 logger = logging.getLogger(__name__)
 
@@ -371,7 +371,9 @@ def _log_load(report: LoadReport, what: str = "") -> None:
 # ----------------------------------------------------------------------------------------- public API
 
 
-def load_official_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str, Any], **overrides: Any) -> VLMo:
+def load_official_checkpoint(
+    path_or_state_dict: str | os.PathLike | Mapping[str, Any], allow_non_finite: bool = False, **overrides: Any
+) -> VLMo:
     """Build a :class:`VLMo` matching an official checkpoint and load it strictly.
 
     Accepts the released ``.pt`` (bare state dict or ``{"state_dict"|"model"|"module": ...}``), a
@@ -379,10 +381,12 @@ def load_official_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str
     ``overrides`` (any :class:`VLMoConfig` field, e.g. ``image_size=384``, ``max_text_len=40``,
     ``attention_impl``) change it, with the official loader transformations applied. Only the
     documented non-persistent keys may differ; anything else raises :class:`CheckpointMismatchError`.
-    The model is returned in eval mode (call ``.train()`` to fine-tune).
+    The model is returned in eval mode (call ``.train()`` to fine-tune). Weights holding NaN / ±inf raise
+    :class:`~vlmo_pipeline.models.vlmo.NonFiniteWeightsError`; ``allow_non_finite=True`` loads them with a warning.
     """
     source = str(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) else "<state dict>"
     state_dict, hints = read_state_dict(path_or_state_dict)
+    check_finite_weights(state_dict, source, allow_non_finite)
     config = infer_config(state_dict, hints, **overrides)
     model = VLMo(config)
     model.load_report = load_into_model(model, state_dict, strict=True, source=source)

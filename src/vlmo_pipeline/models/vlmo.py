@@ -19,6 +19,7 @@ method                 official counterpart                        returns
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -52,10 +53,50 @@ from .relpos import (
     text_relative_position_index,
 )
 
+logger = logging.getLogger(__name__)
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
 CONFIG_FORMAT_VERSION = 1
+
+
+class NonFiniteWeightsError(ValueError):
+    """A model or state dict holds NaN / ±inf values (e.g. a diverged training run); names the first tensors."""
+
+
+def non_finite_tensors(tensors: Iterable[tuple[str, torch.Tensor]] | dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or ±inf value, in the given order."""
+    items = tensors.items() if isinstance(tensors, dict) else tensors
+    return [
+        name
+        for name, tensor in items
+        if isinstance(tensor, torch.Tensor)
+        and tensor.is_floating_point()
+        and tensor.numel()
+        and not bool(torch.isfinite(tensor.detach()).all())
+    ]
+
+
+def describe_non_finite(names: list[str], total: int, shown: int = 5) -> str:
+    """``"3 of 120 tensors (a, b, c)"``: a short list of :func:`non_finite_tensors` for messages."""
+    listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+    return f"{len(names)} of {total} tensors hold NaN/inf ({listed})"
+
+
+def check_finite_weights(
+    tensors: dict[str, torch.Tensor], source: str, allow_non_finite: bool = False, action: str = "load"
+) -> list[str]:
+    """Refuse (``NonFiniteWeightsError``) or, with ``allow_non_finite``, warn about non-finite tensors."""
+    bad = non_finite_tensors(tensors)
+    if bad:
+        message = f"{source}: {describe_non_finite(bad, len(tensors))}"
+        if not allow_non_finite:
+            raise NonFiniteWeightsError(
+                f"refusing to {action} {message}: a diverged run? (pass allow_non_finite=True to {action} anyway)"
+            )
+        logger.warning("%s: loading anyway (allow_non_finite=True)", message)
+    return bad
 
 
 @dataclass
@@ -495,12 +536,20 @@ class VLMo(nn.Module):
 
     # ------------------------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | os.PathLike, vocab_file: str | os.PathLike | None = None) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` (and ``vocab.txt`` when given) atomically."""
+        """Write ``model.safetensors`` + ``config.json`` (and ``vocab.txt`` when given) atomically.
+
+        Raises :class:`NonFiniteWeightsError` (naming the first tensors) before writing anything when a weight
+        holds NaN / ±inf: a diverged model is never saved."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        bad = non_finite_tensors(tensors)
+        if bad:
+            raise NonFiniteWeightsError(
+                f"refusing to save to {directory}: {describe_non_finite(bad, len(tensors))} (a diverged run?)"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
         config_data = {"format_version": CONFIG_FORMAT_VERSION, **self.config.to_dict()}
 
         # Temp file + fsync + os.replace, final mode 0o666 & ~umask like a plain open() (vlmo_pipeline.files).
@@ -513,8 +562,13 @@ class VLMo(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, strict: bool = True, **overrides: Any) -> VLMo:
+    def from_pretrained(
+        cls, directory: str | os.PathLike, strict: bool = True, allow_non_finite: bool = False, **overrides: Any
+    ) -> VLMo:
         """Load a ``save_pretrained`` directory; the model is returned in eval mode.
+
+        Weights holding NaN / ±inf raise :class:`NonFiniteWeightsError` naming the first tensors;
+        ``allow_non_finite=True`` loads them anyway with a warning (to inspect a diverged model).
 
         ``overrides`` change config fields (e.g. a new ``image_size`` resizes the rel-pos table, new
         ``loss_names`` need ``strict=False``: missing heads keep their fresh init). The
@@ -533,8 +587,8 @@ class VLMo(nn.Module):
         except json.JSONDecodeError as error:
             raise ValueError(f"{config_path}: invalid JSON ({error})") from error
         config = VLMoConfig.from_dict(config_data).replace(**overrides)
+        state_dict = load_file(str(weights_path))
+        check_finite_weights(state_dict, str(weights_path), allow_non_finite)
         model = cls(config)
-        model.load_report = load_into_model(
-            model, load_file(str(weights_path)), strict=strict, source=str(weights_path)
-        )
+        model.load_report = load_into_model(model, state_dict, strict=strict, source=str(weights_path))
         return model.eval()

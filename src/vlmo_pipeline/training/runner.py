@@ -43,11 +43,12 @@ from vlmo_pipeline.data.datasets import ANSWER_VOCAB_FILE, load_answer_vocab
 from vlmo_pipeline.files import atomic_write_json, atomic_write_via
 from vlmo_pipeline.models import VLMo, create_model, list_configs, load_beit_checkpoint
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
-from vlmo_pipeline.models.vlmo import VOCAB_NAME
+from vlmo_pipeline.models.vlmo import VOCAB_NAME, describe_non_finite, non_finite_tensors
 from vlmo_pipeline.training.callbacks import StepProgress
 from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.datamodules import VLMoDataModule
 from vlmo_pipeline.training.freezing import apply_trainable_substrings, freeze_report, unmatched_substrings
+from vlmo_pipeline.training.guards import DivergenceGuard, TrainingDivergedError, finite_or_none
 from vlmo_pipeline.training.logs import configure_training_logs
 from vlmo_pipeline.training.modules import VLMoTaskModule, build_module
 from vlmo_pipeline.training.parameter_table import TABLE_NAME, trainable_parameter_table, write_parameter_table
@@ -116,7 +117,8 @@ def prepare_model(config: RunConfig, vocab_size: int) -> VLMo:
     if config.init in list_configs():
         model = create_model(config.init, vocab_size=vocab_size, loss_names=config.tasks, **overrides)
         if config.init_from:
-            load_beit_checkpoint(model, config.init_from)  # logs one line: info when it fits, else a warning
+            # Raises CheckpointMismatchError when the file does not fit the image side; else logs one line.
+            load_beit_checkpoint(model, config.init_from)
     elif Path(config.init).is_dir():
         model = VLMo.from_pretrained(config.init, **overrides)
         if model.config.vocab_size != vocab_size:
@@ -204,6 +206,7 @@ def build_trainer(config: RunConfig) -> L.Trainer:
     )
     samples_per_step = config.data.batch_size * settings.accumulate_grad_batches * settings.devices * settings.num_nodes
     progress = [StepProgress(config.name, samples_per_step=samples_per_step)] if settings.progress_bar else []
+    guard = DivergenceGuard(config.name, str(config.checkpoint_dir))
     strategy: Any = "auto"
     if settings.devices * settings.num_nodes > 1:
         # Fine-tuning leaves parts of the model unused (VL-FFN in retrieval, pooler in stage 2, ...).
@@ -227,7 +230,7 @@ def build_trainer(config: RunConfig) -> L.Trainer:
         enable_model_summary=False,
         deterministic=settings.deterministic,
         logger=CSVLogger(save_dir=config.log_dir, name="", version=""),
-        callbacks=[checkpoint, *progress],
+        callbacks=[guard, checkpoint, *progress],
         default_root_dir=config.output_dir,
     )
 
@@ -390,6 +393,12 @@ def train(config: RunConfig) -> TrainOutcome:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if earlier_log is not None:
         _merge_logs(earlier_log, Path(config.log_dir) / "metrics.csv")
+    bad = non_finite_tensors(module.state_dict())
+    if bad:  # the guard stops NaN losses and gradients; this catches anything else (e.g. an inf weight)
+        raise TrainingDivergedError(
+            f"{config.name}: after step {int(trainer.global_step)} {describe_non_finite(bad, len(module.state_dict()))}"
+            "; nothing is exported (the previous model directory stays)"
+        )
     if trainer.is_global_zero:  # after the fit: a fresh start empties log_dir, and Lightning's CSV logger warns
         write_parameter_table(table, config.log_dir)  # about a non-empty one
 
@@ -409,6 +418,7 @@ def train(config: RunConfig) -> TrainOutcome:
         "model_config": model.config.to_dict(),
         **_loss_trend(history),
     }
+    summary = finite_or_none(summary)  # strict JSON: a NaN loss of some logged step becomes null
     extra_files = {}
     if config.stage == "vqa":
         extra_files[ANSWER_VOCAB_FILE] = _vqa_answer_vocab(config)[1]
@@ -450,9 +460,10 @@ def save_outcome(outcome: TrainOutcome, directory: str | os.PathLike) -> Path:
         shutil.copyfile(source, directory / name)
     atomic_write_json(
         directory / SUMMARY_FILE,
-        {**outcome.summary, "run_config": outcome.config.to_dict()},
+        finite_or_none({**outcome.summary, "run_config": outcome.config.to_dict()}),
         sort_keys=True,
         default=str,
+        allow_nan=False,
         trailing_newline=False,
         parents=True,
     )
