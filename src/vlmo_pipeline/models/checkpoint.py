@@ -412,8 +412,14 @@ _BEIT_IMAGE_SIDE = re.compile(
 )
 
 
+#: Share of the model's image-side tensors a BEiT checkpoint must fill for :func:`load_beit_checkpoint` to accept it.
+MIN_BEIT_IMAGE_FRACTION = 0.9
+
+
 def load_beit_checkpoint(
-    model_or_config: VLMo | VLMoConfig | str, path_or_state_dict: str | os.PathLike | Mapping[str, Any]
+    model_or_config: VLMo | VLMoConfig | str,
+    path_or_state_dict: str | os.PathLike | Mapping[str, Any],
+    min_image_fraction: float = MIN_BEIT_IMAGE_FRACTION,
 ) -> VLMo:
     """Initialise the image side from a BEiT (v1) checkpoint (official stage-1 → stage-2 conversion).
 
@@ -423,6 +429,11 @@ def load_beit_checkpoint(
     ``fc_norm``/``head``/``lm_head`` and index tensors are dropped. Loads non-strictly (text side,
     ``transformer.norm`` when absent, heads stay as initialised); the :class:`LoadReport` is stored in
     ``model.load_report``. Returns the model.
+
+    Strict about the image side: :class:`CheckpointMismatchError` (naming the file, the counts and a few keys),
+    with the model left untouched, when any tensor has another shape than the model's (a BEiT of another width,
+    depth or patch size) or fewer than ``min_image_fraction`` (90 %) of the model's image-side tensors would be
+    filled (e.g. a VLMo or other non-BEiT file). The text side a BEiT file never holds stays one INFO line.
     """
     if isinstance(model_or_config, str):
         model_or_config = get_config(model_or_config)
@@ -479,6 +490,7 @@ def load_beit_checkpoint(
     if "transformer.pos_embed" in mapped and config.use_abs_pos_emb:
         if mapped["transformer.pos_embed"].shape[1] != config.num_image_tokens:
             mapped["transformer.pos_embed"] = _interpolate_pos_embed(mapped["transformer.pos_embed"], config.grid_size)
+    _check_beit_fits(model, mapped, source, min_image_fraction)
     loaded = load_into_model(model, mapped, strict=False, source=source, adapt=False, log=False)
     loaded.notes[:0] = report.notes
     # A BEiT checkpoint holds the image side only: the text side, L-FFN/VL-FFN, heads and (mean-pooling BEiT)
@@ -487,3 +499,37 @@ def load_beit_checkpoint(
     _log_load(loaded, what="BEiT checkpoint ")
     model.load_report = loaded
     return model
+
+
+def _check_beit_fits(model: VLMo, mapped: StateDict, source: str, min_image_fraction: float) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``mapped`` fills the model's image side (see the caller)."""
+    expected = model.state_dict()
+    image_keys = [key for key in expected if _BEIT_IMAGE_SIDE.match(key)]
+    mismatched = [
+        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(expected[key].shape)}"
+        for key, value in mapped.items()
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape)
+    ]
+    used = [key for key in image_keys if key in mapped and tuple(mapped[key].shape) == tuple(expected[key].shape)]
+    unexpected = [key for key in mapped if key not in expected]
+    if not mismatched and len(used) >= min_image_fraction * len(image_keys):
+        return
+
+    def few(keys: list[str], shown: int = 3) -> str:
+        return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
+
+    missing = [key for key in image_keys if key not in mapped]
+    need = f"need >= {min_image_fraction:.0%}"
+    parts = [f"{len(used)} of the model's {len(image_keys)} image-side tensors usable ({need})"]
+    if mismatched:
+        parts.append(f"{len(mismatched)} shape mismatch ({few(mismatched)})")
+    if missing:
+        parts.append(f"{len(missing)} image-side missing ({few(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({few(unexpected)})")
+    config = model.config
+    raise CheckpointMismatchError(
+        f"{source} does not fit the image side of this model (embed_dim {config.embed_dim}, depth {config.depth}, "
+        f"patch_size {config.patch_size}): " + "; ".join(parts) + ". Is it a BEiT (v1) checkpoint of the same "
+        "architecture? The model was left unchanged."
+    )
