@@ -3,7 +3,8 @@
 (Not in ``cli.py``: Kedro imports ``<package>.cli`` for its own project commands; see that module.)
 
 Sub-commands come from the modules that own them: `demo-data` from the demo-world generator, the model commands
-(`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.cli_model`; `summary` prints what the pipelines produced.
+(`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.cli_model`; `summary` prints what the pipelines produced;
+`verify` checks Arrow datasets against their manifests (sha256, row counts, schema, reject log).
 
 Every failure a user can cause is ONE line on stderr, ``vlmo <command>: error: <path>: <what is wrong>``: exit status
 2 for usage errors (unknown or missing options, bad option values), 1 for runtime errors (missing or corrupt files).
@@ -17,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from vlmo_pipeline.cli_model import CommandError, UsageError, guarded, one_line
+from vlmo_pipeline.cli_model import CommandError, UsageError, guarded, one_line, print_error
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -54,6 +55,55 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_dirs(target: Path) -> list[Path]:
+    """``target`` itself when it is a dataset directory, else the dataset directories directly under it."""
+    from vlmo_pipeline.data.arrow_io import FAILURE_NAME, MANIFEST_NAME, SHARD_PATTERN
+
+    def is_dataset(folder: Path) -> bool:
+        if (folder / MANIFEST_NAME).exists() or (folder / FAILURE_NAME).exists():
+            return True
+        return any(SHARD_PATTERN.match(entry.name) for entry in folder.iterdir())
+
+    if not target.exists():
+        raise CommandError(f"{target}: no such directory")
+    if not target.is_dir():
+        raise CommandError(f"{target}: not a directory (a dataset directory or a folder of them expected)")
+    if is_dataset(target):
+        return [target]
+    found = sorted(child for child in target.iterdir() if child.is_dir() and is_dataset(child))
+    if not found:
+        raise CommandError(f"{target}: no Arrow dataset here or in its sub-folders; run `kedro run --pipeline=ingest`")
+    return found
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Check every shard's sha256, row count and schema and the reject log of each dataset against its manifest."""
+    from vlmo_pipeline.data.arrow_io import load_manifest, verify_dataset
+
+    bad = 0
+    for target in args.dirs:
+        try:
+            directories = _dataset_dirs(Path(target))
+        except CommandError as error:
+            print_error("verify", str(error))
+            bad += 1
+            continue
+        for directory in directories:
+            problems = verify_dataset(directory, level="size" if args.quick else "sha256")
+            for problem in problems:
+                print_error("verify", problem)
+            if problems:
+                bad += 1
+                continue
+            manifest = load_manifest(directory)
+            splits = ", ".join(f"{split}={rows}" for split, rows in manifest["splits"].items()) or "no splits"
+            checked = "sizes" if args.quick else "sha256"
+            print(
+                f"OK {directory}: {manifest['dataset']} {splits} ({len(manifest['shards'])} shards, {checked} checked)"
+            )
+    return 1 if bad else 0
+
+
 def _demo_data_errors(run):
     """demo-data reports bad option values (ValueError) and a folder holding real data (FileExistsError)."""
 
@@ -75,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="summarise the Arrow datasets and reports under data/")
     summary.add_argument("--data", default="data", help="the project's data folder")
     summary.set_defaults(func=guarded(_summary))
+
+    verify = commands.add_parser(
+        "verify",
+        help="check Arrow datasets against their manifests (sha256, rows, schema, reject log)",
+        description="Check every shard's sha256, row count and schema and the reject log of each dataset against "
+        "its manifest.json. DIR is a dataset directory or a folder of them (e.g. data/03_primary). Prints one OK "
+        "line per good dataset and one error line per problem; exit status 1 when any dataset is bad.",
+    )
+    verify.add_argument("dirs", nargs="+", metavar="DIR", help="dataset directory, or a folder of dataset directories")
+    verify.add_argument("--quick", action="store_true", help="check sizes, rows and schemas only (no sha256)")
+    verify.set_defaults(func=guarded(_verify))
 
     from vlmo_pipeline import cli_model
     from vlmo_pipeline.data import demo_world

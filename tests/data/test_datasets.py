@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from vlmo_pipeline.data.arrow_io import MANIFEST_NAME, SCHEMA_VERSION, sha256_file
 from vlmo_pipeline.data.collate import WholeWordMaskCollator, collate
 from vlmo_pipeline.data.datasets import (
     CorruptSampleError,
@@ -75,7 +76,27 @@ def write_shard(path: Path, schema: pa.Schema, rows: list[dict], batch_rows: int
     with pa.ipc.new_file(str(path), schema) as writer:
         for start in range(0, len(rows), batch_rows):
             writer.write_batch(pa.RecordBatch.from_pylist(rows[start : start + batch_rows], schema=schema))
+    add_to_manifest(path, len(rows))
     return path
+
+
+def add_to_manifest(path: Path, rows: int) -> None:
+    """List ``path`` in its directory's manifest.json (the Datasets read shards only through it)."""
+    manifest_path = path.parent / MANIFEST_NAME
+    manifest = (
+        json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest_path.exists()
+        else {"schema_version": SCHEMA_VERSION, "dataset": path.parent.name, "splits": {}, "shards": [], "rejects": 0}
+    )
+    split = path.name.split("-")[0]
+    manifest["shards"] = [s for s in manifest["shards"] if s["file"] != path.name]
+    manifest["shards"].append(
+        {"file": path.name, "split": split, "rows": rows, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    )
+    manifest["splits"] = {}
+    for shard in manifest["shards"]:
+        manifest["splits"][shard["split"]] = manifest["splits"].get(shard["split"], 0) + shard["rows"]
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
 
 
 def caption_rows(grays_and_captions: list[tuple[int, list[str]]], split: str, prefix: str) -> list[dict]:
@@ -348,6 +369,7 @@ def test_bad_image_raises_located_error(tmp_path, tokenizer):
 def test_not_an_arrow_file(tmp_path, tokenizer):
     (tmp_path / "coco").mkdir()
     (tmp_path / "coco" / "train-00000.arrow").write_bytes(b"garbage")
+    add_to_manifest(tmp_path / "coco" / "train-00000.arrow", 1)
     with pytest.raises(ValueError, match="not a readable Arrow IPC file"):
         ImageTextDataset((tmp_path, "coco", "train"), transform=build_eval_transform(4), tokenizer=tokenizer)
 

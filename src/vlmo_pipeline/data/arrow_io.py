@@ -27,7 +27,44 @@ SCHEMA_VERSION = 1
 
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
-SHARD_PATTERN = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})\.arrow$")
+#: Written by an ingestion whose outcome checks failed (instead of the manifest); same name as ``ingest.FAILURE_NAME``.
+FAILURE_NAME = "ingest_failed.json"
+#: The one definition of a shard's file name, ``<split>-NNNNN.arrow`` (the writer's hidden temp names never match).
+SHARD_PATTERN = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5,})\.arrow$")
+#: How much :func:`check_shard` (and the Datasets at open) verifies: ``size`` = existence, byte size, row count and
+#: schema (cheap: stat + the IPC footer); ``sha256`` = all of that plus the hash of every byte.
+VERIFY_LEVELS = ("size", "sha256")
+
+
+def shard_name(split: str, index: int) -> str:
+    """File name of shard ``index`` of ``split`` (the form :data:`SHARD_PATTERN` matches)."""
+    return f"{split}-{index:05d}.arrow"
+
+
+class DatasetNotReadyError(FileNotFoundError):
+    """A dataset directory that is missing, was never completely written, or whose ingestion failed."""
+
+
+class ManifestError(ValueError):
+    """A ``manifest.json`` that cannot be read or does not have the manifest's shape."""
+
+
+class ShardError(ValueError):
+    """A shard that cannot be read or does not match its manifest entry; the message starts with the shard path.
+
+    ``path``, ``batch`` (record-batch index) and ``row`` (row within the shard) say where, when known.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str, *, batch: int | None = None, row: int | None = None):
+        self.path = Path(path)
+        self.batch = batch
+        self.row = row
+        self.problem = problem
+        where = "".join(
+            [f" record batch {batch}" if batch is not None else "", f" row {row}" if row is not None else ""]
+        )
+        super().__init__(f"{self.path}{where}: {problem}")
+
 
 _CAPTION_FIELDS = [
     pa.field("image", pa.binary()),
@@ -204,7 +241,7 @@ class ShardWriter:
 
     # paths of the shard currently being written
     def _final_path(self) -> Path:
-        return self.out_dir / f"{self.split}-{len(self.shards):05d}.arrow"
+        return self.out_dir / shard_name(self.split, len(self.shards))
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Add one row (a mapping with exactly the schema's columns)."""
@@ -362,40 +399,143 @@ def shard_infos_to_json(shards: Iterable[ShardInfo]) -> list[dict[str, Any]]:
     return [asdict(shard) for shard in shards]
 
 
+def _failure_note(dataset_dir: Path) -> str:
+    """The problems an ``ingest_failed.json`` lists, as one short clause (empty when it is unreadable)."""
+    try:
+        with open(dataset_dir / FAILURE_NAME, encoding="utf-8") as handle:
+            problems = json.load(handle).get("problems") or []
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f" ({'; '.join(str(problem) for problem in problems[:3])})" if problems else ""
+
+
 def load_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read a dataset's manifest; a missing manifest means the dataset was never (completely) written."""
-    path = Path(dataset_dir) / MANIFEST_NAME
+    """Read and check a dataset's manifest.
+
+    Refuses (:class:`DatasetNotReadyError`, naming the directory) a missing directory, a directory whose
+    ingestion failed (``ingest_failed.json``) and one without ``manifest.json`` (never completely written);
+    a manifest that is not JSON, has another ``schema_version`` or lists shards badly is a :class:`ManifestError`.
+    """
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / MANIFEST_NAME
+    if not dataset_dir.is_dir():
+        raise DatasetNotReadyError(
+            f"{dataset_dir}: no {MANIFEST_NAME}: the dataset directory does not exist; run the ingest pipeline for "
+            "this dataset first"
+        )
+    if (dataset_dir / FAILURE_NAME).exists():
+        raise DatasetNotReadyError(
+            f"{dataset_dir}: the last ingestion of this dataset failed{_failure_note(dataset_dir)}; see "
+            f"{dataset_dir / FAILURE_NAME}, repair the raw data or the parameters and re-run the ingest pipeline"
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest.json; run the ingest pipeline for this dataset first")
-    with open(path, encoding="utf-8") as handle:
-        manifest = json.load(handle)
+        raise DatasetNotReadyError(
+            f"{dataset_dir}: no {MANIFEST_NAME} (the dataset was never completely written); run the ingest "
+            "pipeline for this dataset first"
+        )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path}: unreadable manifest ({error}); re-run the ingest pipeline") from error
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path}: not a dataset manifest (a JSON object expected)")
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(
+        raise ManifestError(
             f"{path}: schema_version {manifest.get('schema_version')!r}, this code reads {SCHEMA_VERSION}; re-ingest"
         )
+    _check_manifest_shape(path, manifest)
     return manifest
+
+
+def _check_manifest_shape(path: Path, manifest: dict[str, Any]) -> None:
+    splits, shards = manifest.get("splits"), manifest.get("shards")
+    if not isinstance(splits, dict) or not isinstance(shards, list):
+        raise ManifestError(f"{path}: not a dataset manifest (needs 'splits' object and 'shards' list)")
+    rows_by_split: Counter[str] = Counter()
+    for position, shard in enumerate(shards):
+        fields = {"file": str, "split": str, "rows": int, "sha256": str, "bytes": int}
+        if not isinstance(shard, dict) or any(not isinstance(shard.get(k), t) for k, t in fields.items()):
+            raise ManifestError(f"{path}: shard entry {position} needs {', '.join(fields)}; got {shard!r}")
+        match = SHARD_PATTERN.match(shard["file"])
+        if match is None or match["split"] != shard["split"]:
+            raise ManifestError(
+                f"{path}: shard entry {position}: file {shard['file']!r} is not a {shard['split']} shard"
+            )
+        if shard["split"] not in splits:
+            raise ManifestError(f"{path}: shard {shard['file']} belongs to split {shard['split']!r}, not in 'splits'")
+        rows_by_split[shard["split"]] += shard["rows"]
+    for split, rows in splits.items():
+        if rows != rows_by_split[split]:
+            raise ManifestError(f"{path}: split {split!r} has {rows} rows but its shards list {rows_by_split[split]}")
+
+
+def expected_schema(manifest: Mapping[str, Any]) -> pa.Schema | None:
+    """The schema a dataset's shards must have (by the manifest's ``dataset`` kind); None for an unknown kind."""
+    dataset = manifest.get("dataset")
+    return SCHEMAS.get(dataset) if isinstance(dataset, str) else None
+
+
+def schema_problem(actual: pa.Schema, expected: pa.Schema | None, dataset: str | None) -> str | None:
+    """Why ``actual`` is not the expected schema of ``dataset`` (None when it is; metadata is not compared)."""
+    if expected is None or actual.equals(expected, check_metadata=False):
+        return None
+    want = {field.name: field.type for field in expected}
+    have = {field.name: field.type for field in actual}
+    differences = [f"missing {name}" for name in want if name not in have]
+    differences += [f"unexpected {name}" for name in have if name not in want]
+    differences += [
+        f"{name} is {have[name]}, not {want[name]}" for name in want if name in have and have[name] != want[name]
+    ]
+    if not differences:
+        differences = [f"columns in order {list(have)}, expected {list(want)}"]
+    return f"schema is not the {dataset} schema ({'; '.join(differences)})"
+
+
+def split_shards(dataset_dir: str | os.PathLike, split: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(manifest, manifest entries of ``split``'s shards in order); a split the manifest lacks is a KeyError."""
+    manifest = load_manifest(dataset_dir)
+    if split not in manifest["splits"]:
+        raise KeyError(f"{Path(dataset_dir)}: no split {split!r}; manifest has {sorted(manifest['splits'])}")
+    entries = [shard for shard in manifest["shards"] if shard["split"] == split]
+    return manifest, sorted(entries, key=lambda shard: int(SHARD_PATTERN.match(shard["file"])["index"]))
 
 
 def shard_paths(dataset_dir: str | os.PathLike, split: str) -> list[Path]:
     """Paths of ``split``'s shards in order, as listed by the manifest (each must exist)."""
     dataset_dir = Path(dataset_dir)
-    manifest = load_manifest(dataset_dir)
-    if split not in manifest["splits"]:
-        raise KeyError(f"{dataset_dir}: no split {split!r}; manifest has {sorted(manifest['splits'])}")
-    paths = [dataset_dir / shard["file"] for shard in manifest["shards"] if shard["split"] == split]
+    _, entries = split_shards(dataset_dir, split)
+    paths = [dataset_dir / shard["file"] for shard in entries]
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: listed in the manifest but missing; re-ingest the dataset")
+            raise ShardError(path, "listed in the manifest but missing; re-ingest the dataset")
     return paths
+
+
+def open_ipc(path: str | os.PathLike) -> pa.ipc.RecordBatchFileReader:
+    """Memory-map one shard and open its IPC footer; any Arrow or OS error is a :class:`ShardError` naming it."""
+    try:
+        return pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    except FileNotFoundError as error:
+        raise ShardError(path, "missing") from error
+    except (pa.ArrowException, OSError) as error:
+        raise ShardError(path, f"not a readable Arrow IPC file ({error})") from error
+
+
+def read_batch(reader: pa.ipc.RecordBatchFileReader, path: str | os.PathLike, index: int) -> pa.RecordBatch:
+    """Record batch ``index`` of an open shard; a damaged batch message is a :class:`ShardError` naming both."""
+    try:
+        return reader.get_batch(index)
+    except (pa.ArrowException, OSError) as error:
+        raise ShardError(path, f"unreadable ({error})", batch=index) from error
 
 
 def open_shard(path: str | os.PathLike) -> pa.Table:
     """Memory-map one shard and return it as a (zero-copy, lazily paged) table."""
-    try:
-        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-    except pa.ArrowInvalid as error:
-        raise ValueError(f"{path}: not a readable Arrow IPC file ({error})") from error
-    return reader.read_all()
+    reader = open_ipc(path)
+    return pa.Table.from_batches(
+        [read_batch(reader, path, index) for index in range(reader.num_record_batches)], schema=reader.schema
+    )
 
 
 def read_split(dataset_dir: str | os.PathLike, split: str) -> pa.Table:
@@ -406,20 +546,85 @@ def read_split(dataset_dir: str | os.PathLike, split: str) -> pa.Table:
     return pa.concat_tables([open_shard(path) for path in paths])
 
 
-def verify_dataset(dataset_dir: str | os.PathLike) -> list[str]:
-    """Check every shard in the manifest against its sha256, size and row count; return a list of problems."""
-    dataset_dir = Path(dataset_dir)
-    manifest = load_manifest(dataset_dir)
+def check_shard(
+    path: Path, entry: Mapping[str, Any], schema: pa.Schema | None, dataset: str | None, level: str = "sha256"
+) -> list[str]:
+    """Problems of one shard against its manifest entry (``"<path>: <what>"`` strings; empty when it is fine).
+
+    ``level`` is one of :data:`VERIFY_LEVELS`. Every record batch is read, so a damaged batch message is found.
+    """
+    if level not in VERIFY_LEVELS:
+        raise ValueError(f"verify level must be one of {VERIFY_LEVELS}, got {level!r}")
+    if not path.is_file():
+        return [f"{path}: listed in the manifest but missing"]
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        return [f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or rewritten)"]
     problems = []
+    if level == "sha256":
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            problems.append(
+                f"{path}: sha256 {digest[:12]}… differs from the manifest's {entry['sha256'][:12]}… "
+                "(contents changed in place)"
+            )
+    try:
+        reader = open_ipc(path)
+        rows = sum(read_batch(reader, path, index).num_rows for index in range(reader.num_record_batches))
+    except ShardError as error:
+        return [*problems, str(error)]
+    if rows != entry["rows"]:
+        problems.append(f"{path}: {rows} rows, the manifest says {entry['rows']}")
+    wrong_schema = schema_problem(reader.schema, schema, dataset)
+    if wrong_schema:
+        problems.append(f"{path}: {wrong_schema}")
+    return problems
+
+
+def check_rejects(dataset_dir: Path, expected: Any = None) -> list[str]:
+    """Problems of ``rejects.jsonl``: unreadable, a line not a JSON object, or a count the manifest contradicts."""
+    path = dataset_dir / REJECTS_NAME
+    if not path.exists():
+        return [f"{path}: missing (the manifest counts {expected} rejects)"] if expected else []
+    count = 0
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError as error:
+                    return [f"{path} line {number}: not JSON ({error.msg})"]
+                if not isinstance(entry, dict):
+                    return [f"{path} line {number}: not a JSON object"]
+                count += 1
+    except (OSError, UnicodeDecodeError) as error:
+        return [f"{path}: unreadable ({error})"]
+    if isinstance(expected, int) and count != expected:
+        return [f"{path}: {count} rejects, the manifest says {expected}"]
+    return []
+
+
+def verify_dataset(dataset_dir: str | os.PathLike, level: str = "sha256") -> list[str]:
+    """Check a dataset directory against its manifest; return its problems (``"<path>: <what>"``), empty if none.
+
+    Every listed shard must exist with the manifest's size, sha256 (``level="sha256"``), row count and the
+    dataset kind's schema; shard files the manifest does not list are reported; ``rejects.jsonl`` must be JSON
+    lines with the manifest's count. A directory that cannot be read as a dataset at all is one problem.
+    """
+    dataset_dir = Path(dataset_dir)
+    try:
+        manifest = load_manifest(dataset_dir)
+    except (DatasetNotReadyError, ManifestError) as error:
+        return [str(error)]
+    schema = expected_schema(manifest)
+    problems = []
+    listed = {shard["file"] for shard in manifest["shards"]}
     for shard in manifest["shards"]:
-        path = dataset_dir / shard["file"]
-        if not path.is_file():
-            problems.append(f"{path}: missing")
-            continue
-        if path.stat().st_size != shard["bytes"]:
-            problems.append(f"{path}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
-        elif sha256_file(path) != shard["sha256"]:
-            problems.append(f"{path}: sha256 differs from the manifest")
-        elif open_shard(path).num_rows != shard["rows"]:
-            problems.append(f"{path}: row count differs from the manifest")
+        problems += check_shard(dataset_dir / shard["file"], shard, schema, manifest.get("dataset"), level)
+    for path in sorted(dataset_dir.iterdir()):
+        if SHARD_PATTERN.match(path.name) and path.name not in listed:
+            problems.append(f"{path}: shard file not listed in the manifest (left over or added by hand)")
+    problems += check_rejects(dataset_dir, manifest.get("rejects"))
     return problems

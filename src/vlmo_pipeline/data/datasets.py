@@ -2,15 +2,21 @@
 
 How this differs from the official ViLT/VLMo readers (spec §6), and why:
 
-* Shards are discovered from ``<root>/<dataset>/<split>-NNNNN.arrow``; a split with no shard is one clear error
-  naming the directory and the splits that do exist (the official reader crashes with an IndexError).
+* Shards are opened through the dataset's ``manifest.json`` (never a directory scan): its shard list and split
+  names decide what is read. A directory without a manifest, or with ``ingest_failed.json``, is refused naming
+  it; every listed shard must exist with the manifest's byte size and row count and the dataset kind's schema
+  (``verify="sha256"`` also hashes every shard). A split with no shard is one clear error naming the directory and
+  the splits that do exist (the official reader crashes with an IndexError).
+* Every Arrow/OS error while opening or reading a shard is an :class:`~vlmo_pipeline.data.arrow_io.ShardError`
+  naming the shard (and the record batch / row when known).
 * Shards are memory-mapped and read lazily per record batch; no column is ever turned into pandas or Python
   lists. The sample index is a pair of numpy arrays (``row_of_sample`` int64 + ``caption_of_sample`` int32,
   ~12 bytes per sample) built from the list offsets, instead of a Python dict with one tuple per caption that
   every DataLoader worker duplicates.
 * Datasets pickle without their open memory maps (workers reopen them), so they work with any start method.
 * A sample whose image cannot be decoded raises :class:`CorruptSampleError` naming shard, row and image id,
-  instead of being silently replaced by a random other sample.
+  instead of being silently replaced by a random other sample; with ``corrupt_policy="skip"`` such samples are
+  replaced by the next good one, logged and counted, and more than ``max_corrupt_rate`` of them is an error.
 * ``text_only=True`` skips image decoding (the official retrieval text loader decodes the image of every
   caption only to throw it away).
 """
@@ -18,10 +24,12 @@ How this differs from the official ViLT/VLMo readers (spec §6), and why:
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +38,14 @@ import pyarrow as pa
 import torch
 from torch.utils.data import Dataset
 
+from vlmo_pipeline.data import arrow_io
+from vlmo_pipeline.data.arrow_io import SHARD_PATTERN, VERIFY_LEVELS, ShardError
 from vlmo_pipeline.models.transforms import decode_image
 
-#: ``<split>-NNNNN.arrow``; temp files of the writer (other names) never match.
-SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5,})\.arrow$")
+log = logging.getLogger(__name__)
+
+#: What a sample that cannot be used does at read time: ``fail`` raises, ``skip`` logs, counts and replaces it.
+CORRUPT_POLICIES = ("fail", "skip")
 ANSWER_VOCAB_FILE = "answer_vocab.json"
 
 #: A shard source: ``(root, dataset, split)``, or a dataset directory / shard file path (split from the argument).
@@ -46,64 +58,119 @@ class CorruptSampleError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------- discovery
-def list_shards(root: str | os.PathLike, dataset: str, split: str) -> list[Path]:
-    """Shard files ``<root>/<dataset>/<split>-NNNNN.arrow`` sorted by shard number.
+@dataclass(frozen=True)
+class ShardSource:
+    """One shard to read and what its manifest promises: ``rows``, ``bytes``, ``sha256`` and the ``schema``."""
 
-    Raises ``FileNotFoundError`` naming the directory when it is missing or holds no shard of ``split``
-    (listing the splits it does hold).
+    path: Path
+    rows: int | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    schema: pa.Schema | None = None
+    dataset: str | None = None
+
+
+def manifest_shards(dataset_dir: str | os.PathLike, split: str) -> list[ShardSource]:
+    """The shards of ``split`` as the manifest of ``dataset_dir`` lists them, in shard order.
+
+    Raises :class:`~vlmo_pipeline.data.arrow_io.DatasetNotReadyError` (a ``FileNotFoundError``) naming the
+    directory when it is missing, has no manifest or holds ``ingest_failed.json``; ``FileNotFoundError`` when the
+    manifest has no shard of ``split`` (listing the splits it has); :class:`ShardError` for a listed shard that is
+    missing.
     """
-    directory = Path(root) / dataset
-    if not directory.is_dir():
+    directory = Path(dataset_dir)
+    manifest = arrow_io.load_manifest(directory)
+    entries = [shard for shard in manifest["shards"] if shard["split"] == split]
+    if not entries:
+        available = ", ".join(sorted(s for s, rows in manifest["splits"].items() if rows)) or "none"
+        state = "has 0 rows" if split in manifest["splits"] else "is not"
         raise FileNotFoundError(
-            f"dataset directory {directory} does not exist (expected Arrow shards {split}-NNNNN.arrow there; "
-            f"run the ingest pipeline for {dataset!r} first)"
+            f"no shard for split {split!r} in {directory}: the split {state} in its manifest, expected files named "
+            f"{split}-NNNNN.arrow (splits present: {available})"
         )
-    found: dict[str, list[tuple[int, Path]]] = {}
-    for path in directory.iterdir():
-        match = SHARD_NAME.match(path.name)
-        if match and path.is_file():
-            found.setdefault(match["split"], []).append((int(match["index"]), path))
-    if split not in found:
-        available = ", ".join(sorted(found)) or "none"
-        raise FileNotFoundError(
-            f"no shard for split {split!r} in {directory}: expected files named {split}-NNNNN.arrow "
-            f"(splits present: {available})"
-        )
-    return [path for _, path in sorted(found[split])]
+    entries.sort(key=lambda shard: int(SHARD_PATTERN.match(shard["file"])["index"]))
+    schema, dataset = arrow_io.expected_schema(manifest), manifest.get("dataset")
+    sources = [ShardSource(directory / e["file"], e["rows"], e["bytes"], e["sha256"], schema, dataset) for e in entries]
+    for source in sources:
+        if not source.path.is_file():
+            raise ShardError(source.path, "listed in the manifest but missing; re-run the ingest pipeline")
+    return sources
 
 
-def resolve_sources(sources: SourceSpec | Sequence[SourceSpec], split: str | None = None) -> list[Path]:
-    """Turn source specs into an ordered list of shard files.
+def list_shards(root: str | os.PathLike, dataset: str, split: str) -> list[Path]:
+    """Shard files of ``<root>/<dataset>`` for ``split``, as its manifest lists them (see :func:`manifest_shards`)."""
+    return [source.path for source in manifest_shards(Path(root) / dataset, split)]
+
+
+def resolve_shard_sources(sources: SourceSpec | Sequence[SourceSpec], split: str | None = None) -> list[ShardSource]:
+    """Turn source specs into an ordered list of :class:`ShardSource` (shard + manifest entry).
 
     Each spec is ``(root, dataset, split)``, ``(dataset_dir, split)``, a dataset directory (needs ``split``), or
-    an ``.arrow`` shard path. A single spec may be passed on its own (a tuple is always one spec); several
-    specs come as a list and are concatenated in that order.
+    an ``.arrow`` shard path (which must be listed in its directory's manifest). A single spec may be passed on
+    its own (a tuple is always one spec); several specs come as a list and are concatenated in that order.
     """
     if isinstance(sources, (str, os.PathLike, tuple)):
         sources = [sources]  # one spec; several specs come as a list
-    shards: list[Path] = []
+    shards: list[ShardSource] = []
     for spec in sources:
         if isinstance(spec, (tuple, list)):
             if len(spec) == 3:
-                shards.extend(list_shards(spec[0], spec[1], spec[2]))
+                shards.extend(manifest_shards(Path(spec[0]) / spec[1], spec[2]))
             elif len(spec) == 2:
-                directory = Path(spec[0])
-                shards.extend(list_shards(directory.parent, directory.name, spec[1]))
+                shards.extend(manifest_shards(spec[0], spec[1]))
             else:
                 raise ValueError(f"source {spec!r}: expected (root, dataset, split) or (dataset_dir, split)")
             continue
         path = Path(spec)
         if path.suffix == ".arrow":
-            if not path.is_file():
-                raise FileNotFoundError(f"Arrow shard {path} does not exist")
-            shards.append(path)
+            match = SHARD_PATTERN.match(path.name)
+            if match is None:
+                raise ValueError(f"source {path}: not a shard name (<split>-NNNNN.arrow)")
+            listed = [s for s in manifest_shards(path.parent, match["split"]) if s.path.name == path.name]
+            if not listed:
+                raise ShardError(path, f"not listed in {path.parent / arrow_io.MANIFEST_NAME}")
+            shards.extend(listed)
         else:
             if split is None:
                 raise ValueError(f"source {path} is a dataset directory: pass split= to choose its shards")
-            shards.extend(list_shards(path.parent, path.name, split))
+            shards.extend(manifest_shards(path, split))
     if not shards:
         raise ValueError("no source given: pass at least one (root, dataset, split)")
     return shards
+
+
+def resolve_sources(sources: SourceSpec | Sequence[SourceSpec], split: str | None = None) -> list[Path]:
+    """Shard paths of :func:`resolve_shard_sources`, in order."""
+    return [source.path for source in resolve_shard_sources(sources, split)]
+
+
+def check_shard_files(shards: Sequence[ShardSource], verify: str = "size") -> None:
+    """Byte sizes (and with ``verify="sha256"`` the hashes) of ``shards`` against their manifest entries.
+
+    Row counts and schemas are checked by :class:`ShardedArrowTable` as it opens the shards. Raises
+    :class:`ShardError` naming the first shard that differs.
+    """
+    if verify not in VERIFY_LEVELS:
+        raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {verify!r}")
+    for shard in shards:
+        try:
+            size = shard.path.stat().st_size
+        except OSError as error:
+            raise ShardError(shard.path, f"cannot stat ({error.strerror or error})") from error
+        if shard.bytes is not None and size != shard.bytes:
+            raise ShardError(
+                shard.path,
+                f"{size} bytes, the manifest says {shard.bytes} (truncated or rewritten after ingestion); "
+                "re-run the ingest pipeline or `vlmo verify` the dataset",
+            )
+        if verify == "sha256" and shard.sha256 is not None:
+            digest = arrow_io.sha256_file(shard.path)
+            if digest != shard.sha256:
+                raise ShardError(
+                    shard.path,
+                    f"sha256 {digest[:12]}… differs from the manifest's {shard.sha256[:12]}… (changed after "
+                    "ingestion); re-run the ingest pipeline",
+                )
 
 
 def load_answer_vocab(dataset_dir: str | os.PathLike) -> list[str]:
@@ -149,14 +216,21 @@ class ShardedArrowTable:
     the memory maps; a value is materialised only when asked for. At most ``max_open_shards`` shards stay open
     per process (least recently used closed first), so thousands of shards do not exhaust file descriptors.
     Pickling drops the open maps so each DataLoader worker reopens its own.
+
+    Shards given as :class:`ShardSource` are checked as they are opened: row count and schema must be the
+    manifest's. Any Arrow or OS error while opening or reading is a :class:`ShardError` naming the shard.
     """
 
     def __init__(
-        self, shard_paths: Sequence[Path], required_columns: Iterable[str] = (), max_open_shards: int = 64
+        self,
+        shard_paths: Sequence[Path | ShardSource],
+        required_columns: Iterable[str] = (),
+        max_open_shards: int = 64,
     ) -> None:
         if max_open_shards < 1:
             raise ValueError(f"max_open_shards must be >= 1, got {max_open_shards}")
-        self.shard_paths = [Path(path) for path in shard_paths]
+        sources = [item if isinstance(item, ShardSource) else ShardSource(Path(item)) for item in shard_paths]
+        self.shard_paths = [source.path for source in sources]
         self.max_open_shards = max_open_shards
         # shard index -> (reader, {batch index -> record batch}), most recently used last
         self._open: OrderedDict[int, tuple[pa.ipc.RecordBatchFileReader, dict[int, pa.RecordBatch]]] = OrderedDict()
@@ -166,8 +240,11 @@ class ShardedArrowTable:
         chunk_shard: list[int] = []
         chunk_batch: list[int] = []
         common_columns: set[str] | None = None
-        for shard_index, path in enumerate(self.shard_paths):
+        for shard_index, (path, source) in enumerate(zip(self.shard_paths, sources)):
             reader = self._reader(shard_index)
+            wrong_schema = arrow_io.schema_problem(reader.schema, source.schema, source.dataset)
+            if wrong_schema:
+                raise ShardError(path, f"{wrong_schema}; re-run the ingest pipeline")
             missing = [name for name in required if reader.schema.get_field_index(name) < 0]
             if missing:
                 raise ValueError(
@@ -175,10 +252,17 @@ class ShardedArrowTable:
                 )
             names = set(reader.schema.names)
             common_columns = names if common_columns is None else common_columns & names
+            shard_rows = 0
             for batch_index in range(reader.num_record_batches):
-                chunk_rows.append(self._batch(shard_index, batch_index).num_rows)
+                rows = self._batch(shard_index, batch_index).num_rows
+                shard_rows += rows
+                chunk_rows.append(rows)
                 chunk_shard.append(shard_index)
                 chunk_batch.append(batch_index)
+            if source.rows is not None and shard_rows != source.rows:
+                raise ShardError(
+                    path, f"{shard_rows} rows, the manifest says {source.rows}; re-run the ingest pipeline"
+                )
         #: columns present in every shard (optional columns are used only when all shards have them)
         self.column_names = frozenset(common_columns or ())
         self.chunk_starts = np.concatenate([[0], np.cumsum(chunk_rows, dtype=np.int64)]).astype(np.int64)
@@ -195,11 +279,7 @@ class ShardedArrowTable:
         if entry is not None:
             self._open.move_to_end(shard_index)
             return entry
-        path = self.shard_paths[shard_index]
-        try:
-            reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-        except (pa.ArrowInvalid, OSError) as error:
-            raise ValueError(f"{path}: not a readable Arrow IPC file: {error}") from error
+        reader = arrow_io.open_ipc(self.shard_paths[shard_index])
         entry = (reader, {})
         self._open[shard_index] = entry
         while len(self._open) > self.max_open_shards:
@@ -213,7 +293,13 @@ class ShardedArrowTable:
         reader, batches = self._open_shard(shard_index)
         batch = batches.get(batch_index)
         if batch is None:
-            batch = reader.get_batch(batch_index)
+            if not 0 <= batch_index < reader.num_record_batches:
+                raise ShardError(
+                    self.shard_paths[shard_index],
+                    f"has {reader.num_record_batches} record batches (changed since it was opened?)",
+                    batch=batch_index,
+                )
+            batch = arrow_io.read_batch(reader, self.shard_paths[shard_index], batch_index)
             batches[batch_index] = batch
         return batch
 
@@ -246,22 +332,44 @@ class ShardedArrowTable:
 
     def where(self, row: int) -> str:
         """Human-readable location of a global row: ``<shard path> row <n>`` (row within the shard)."""
-        shard_index, batch_index, local_row = self.locate(row)
-        row_in_shard = local_row + sum(self._batch(shard_index, earlier).num_rows for earlier in range(batch_index))
-        return f"{self.shard_paths[shard_index]} row {row_in_shard}"
+        return f"{self.shard_paths[self.locate(row)[0]]} row {self._row_in_shard(row)}"
 
     def scalar(self, row: int, column: str) -> pa.Scalar:
         shard_index, batch_index, local_row = self.locate(row)
-        return self._batch(shard_index, batch_index).column(column)[local_row]
+        batch = self._batch(shard_index, batch_index)
+        try:
+            return batch.column(column)[local_row]
+        except (pa.ArrowException, OSError, IndexError) as error:
+            raise self._cell_error(row, repr(column), error) from error
+
+    def _cell_error(self, row: int, what: str, error: BaseException) -> ShardError:
+        shard_index, batch_index, _ = self.locate(row)
+        return ShardError(
+            self.shard_paths[shard_index],
+            f"{what} unreadable ({error})",
+            batch=batch_index,
+            row=self._row_in_shard(row),
+        )
 
     def value(self, row: int, column: str) -> Any:
         """Python value of one cell."""
-        return self.scalar(row, column).as_py()
+        cell = self.scalar(row, column)
+        try:
+            return cell.as_py()
+        except (pa.ArrowException, UnicodeDecodeError, ValueError) as error:
+            raise self._cell_error(row, repr(column), error) from error
 
     def list_item(self, row: int, column: str, position: int) -> Any:
         """Python value of element ``position`` of the list stored in one cell, without converting the list."""
         cell = self.scalar(row, column)
-        return cell.values[position].as_py()
+        try:
+            return cell.values[position].as_py()
+        except (pa.ArrowException, IndexError, TypeError, UnicodeDecodeError) as error:
+            raise self._cell_error(row, f"{column}[{position}]", error) from error
+
+    def _row_in_shard(self, row: int) -> int:
+        shard_index, batch_index, local_row = self.locate(row)
+        return local_row + sum(self._batch(shard_index, earlier).num_rows for earlier in range(batch_index))
 
     def column_chunks(self, column: str) -> Iterable[pa.Array]:
         """The column, record batch by record batch, in global row order (zero-copy)."""
@@ -289,7 +397,17 @@ def _expand_lists(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # -------------------------------------------------------------------------------------------- datasets
 class _ArrowDataset(Dataset):
-    """Shared plumbing: shards, image decoding with located errors, tokenisation of one text."""
+    """Shared plumbing: manifest-checked shards, image decoding with located errors, the corrupt-sample policy.
+
+    Options every dataset takes (keywords):
+
+    * ``verify``: ``"size"`` (default: every listed shard exists with the manifest's byte size, row count and the
+      dataset kind's schema; cheap) or ``"sha256"`` (also hash every shard at open, like ``vlmo verify``).
+    * ``corrupt_policy``: ``"fail"`` (default: a sample that cannot be used raises :class:`CorruptSampleError` /
+      :class:`ShardError` naming where) or ``"skip"``: it is logged, counted and replaced by the next usable
+      sample; once more than ``max_corrupt_rate`` × ``len(dataset)`` distinct samples were skipped (in this
+      process: each DataLoader worker counts its own), the next one raises :class:`CorruptSampleError`.
+    """
 
     def __init__(
         self,
@@ -299,12 +417,65 @@ class _ArrowDataset(Dataset):
         transform: Transform | None,
         tokenizer: Any | None,
         max_text_len: int,
+        verify: str = "size",
+        corrupt_policy: str = "fail",
+        max_corrupt_rate: float = 0.001,
     ) -> None:
-        self.shard_paths = resolve_sources(sources, split)
-        self.table = ShardedArrowTable(self.shard_paths, required_columns)
+        if corrupt_policy not in CORRUPT_POLICIES:
+            raise ValueError(f"corrupt_policy must be one of {CORRUPT_POLICIES}, got {corrupt_policy!r}")
+        if not 0.0 <= max_corrupt_rate < 1.0:
+            raise ValueError(f"max_corrupt_rate must be in [0, 1), got {max_corrupt_rate}")
+        shards = resolve_shard_sources(sources, split)
+        check_shard_files(shards, verify)
+        self.shard_paths = [shard.path for shard in shards]
+        self.table = ShardedArrowTable(shards, required_columns)
         self.transform = transform
         self.tokenizer = tokenizer
         self.max_text_len = max_text_len
+        self.corrupt_policy = corrupt_policy
+        self.max_corrupt_rate = max_corrupt_rate
+        #: indices of the samples skipped as corrupt so far (in this process)
+        self.corrupt_samples: set[int] = set()
+
+    def _item(self, index: int) -> dict[str, Any]:  # pragma: no cover - every dataset defines it
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            return self._item(index)
+        except (CorruptSampleError, ShardError) as error:
+            if self.corrupt_policy == "fail":
+                raise
+            return self._skip(int(index), error)
+
+    @property
+    def max_corrupt_samples(self) -> int:
+        """How many distinct samples ``corrupt_policy="skip"`` may skip before it fails."""
+        return math.floor(self.max_corrupt_rate * len(self))
+
+    def _skip(self, index: int, error: Exception) -> dict[str, Any]:
+        size, candidate = len(self), index
+        while True:
+            self.corrupt_samples.add(candidate)
+            if len(self.corrupt_samples) > self.max_corrupt_samples:
+                raise CorruptSampleError(
+                    f"{len(self.corrupt_samples)} corrupt samples of {size} exceed max_corrupt_rate "
+                    f"{self.max_corrupt_rate} ({self.max_corrupt_samples} may be skipped); last: {error}"
+                ) from error
+            log.warning(
+                "skipping corrupt sample %d (%d of at most %d skipped): %s",
+                candidate,
+                len(self.corrupt_samples),
+                self.max_corrupt_samples,
+                error,
+            )
+            candidate = (candidate + 1) % size
+            while candidate in self.corrupt_samples and candidate != index:
+                candidate = (candidate + 1) % size
+            try:
+                return self._item(candidate)
+            except (CorruptSampleError, ShardError) as next_error:
+                error = next_error
 
     def _load_image(self, row: int, column: str = "image") -> torch.Tensor:
         data = self.table.value(row, column)
@@ -358,11 +529,12 @@ class ImageTextDataset(_ArrowDataset):
         max_text_len: int = 40,
         image_only: bool = False,
         text_only: bool = False,
+        **options: Any,
     ) -> None:
         if image_only and text_only:
             raise ValueError("image_only and text_only exclude each other")
         required = [self.text_column] + ([] if text_only else ["image"])
-        super().__init__(sources, split, required, transform, tokenizer, max_text_len)
+        super().__init__(sources, split, required, transform, tokenizer, max_text_len, **options)
         if not text_only and transform is None:
             raise ValueError(f"{type(self).__name__} needs a transform unless text_only=True")
         if not image_only and tokenizer is None:
@@ -379,7 +551,7 @@ class ImageTextDataset(_ArrowDataset):
     def __len__(self) -> int:
         return len(self.row_of_sample)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _item(self, index: int) -> dict[str, Any]:
         row = int(self.row_of_sample[index])
         item: dict[str, Any] = {"image_index": row}
         if self._has_image_id:
@@ -405,8 +577,9 @@ class ImageOnlyDataset(ImageTextDataset):
         sources: SourceSpec | Sequence[SourceSpec],
         split: str | None = None,
         transform: Transform | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(sources, split, transform=transform, tokenizer=None, image_only=True)
+        super().__init__(sources, split, transform=transform, tokenizer=None, image_only=True, **options)
 
 
 class TextDataset(ImageTextDataset):
@@ -422,8 +595,11 @@ class TextDataset(ImageTextDataset):
         split: str | None = None,
         tokenizer: Any | None = None,
         max_text_len: int = 196,
+        **options: Any,
     ) -> None:
-        super().__init__(sources, split, transform=None, tokenizer=tokenizer, max_text_len=max_text_len, text_only=True)
+        super().__init__(
+            sources, split, transform=None, tokenizer=tokenizer, max_text_len=max_text_len, text_only=True, **options
+        )
 
 
 class VQADataset(_ArrowDataset):
@@ -448,9 +624,10 @@ class VQADataset(_ArrowDataset):
         max_text_len: int = 40,
         num_labels: int | None = None,
         drop_unanswerable: bool = False,
+        **options: Any,
     ) -> None:
         required = ["image", "questions", "question_id", "answer_labels", "answer_scores"]
-        super().__init__(sources, split, required, transform, tokenizer, max_text_len)
+        super().__init__(sources, split, required, transform, tokenizer, max_text_len, **options)
         if transform is None or tokenizer is None:
             raise ValueError("VQADataset needs both a transform and a tokenizer")
         self.answer_vocab = self._shared_answer_vocab() if num_labels is None else None
@@ -507,7 +684,7 @@ class VQADataset(_ArrowDataset):
     def __len__(self) -> int:
         return len(self.row_of_sample)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _item(self, index: int) -> dict[str, Any]:
         row = int(self.row_of_sample[index])
         position = int(self.question_of_sample[index])
         table = self.table
@@ -558,9 +735,10 @@ class NLVR2Dataset(_ArrowDataset):
         transform: Transform | None = None,
         tokenizer: Any | None = None,
         max_text_len: int = 40,
+        **options: Any,
     ) -> None:
         required = ["image_0", "image_1", "questions", "answers"]
-        super().__init__(sources, split, required, transform, tokenizer, max_text_len)
+        super().__init__(sources, split, required, transform, tokenizer, max_text_len, **options)
         if transform is None or tokenizer is None:
             raise ValueError("NLVR2Dataset needs both a transform and a tokenizer")
         sentence_counts = self.table.list_lengths("questions")
@@ -577,7 +755,7 @@ class NLVR2Dataset(_ArrowDataset):
     def __len__(self) -> int:
         return len(self.row_of_sample)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _item(self, index: int) -> dict[str, Any]:
         row = int(self.row_of_sample[index])
         position = int(self.sentence_of_sample[index])
         sentence = self.table.list_item(row, "questions", position)
