@@ -12,7 +12,7 @@ from vlmo_pipeline.models import VLMo
 from vlmo_pipeline.training.config import run_config_from_dict
 from vlmo_pipeline.training.freezing import STAGE2_TRAINABLE
 from vlmo_pipeline.training.launch import export_outcome
-from vlmo_pipeline.training.runner import loss_history, prepare_model, train
+from vlmo_pipeline.training.runner import StaleCheckpointError, loss_history, prepare_model, train
 
 try:
     from .tiny_training_world import tiny_run, tiny_world  # noqa: F401  (fixture)
@@ -101,27 +101,32 @@ def test_stage3_trains_with_random_itm_negatives(tiny_world: Path, stage2_dir: P
         tiny_run("stage3", tiny_world, tmp_path, init=stage2_dir, itm_negatives="easy")
 
 
-def test_resume_from_last_checkpoint_continues_the_run(tiny_world: Path, stage1_dir: Path, tmp_path: Path):
+def test_resume_from_last_checkpoint_of_the_same_run(tiny_world: Path, stage1_dir: Path, tmp_path: Path):
     first = train(tiny_run("stage2", tiny_world, tmp_path, init=stage1_dir, steps=2))
     assert first.summary["resumed_from"] is None and first.summary["global_step"] == 2
     last = Path(first.config.checkpoint_dir) / "last.ckpt"
     assert last.is_file()
 
-    resumed = train(tiny_run("stage2", tiny_world, tmp_path, init=stage1_dir, steps=4))
-    assert resumed.summary["resumed_from"] == str(last)
-    assert resumed.summary["global_step"] == 4
-    steps = [step for step, _ in loss_history(resumed.config.log_dir)]
-    assert steps == sorted(steps) and len(steps) == 4, f"log after resume should hold steps 0..3, got {steps}"
+    again = train(tiny_run("stage2", tiny_world, tmp_path, init=stage1_dir, steps=2))
+    assert again.summary["resumed_from"] == str(last)
+    assert again.summary["global_step"] == 2
+    steps = [step for step, _ in loss_history(again.config.log_dir)]
+    assert steps == sorted(steps) and len(steps) == 2, f"log after resume should hold steps 0..1, got {steps}"
 
-    fresh = train(tiny_run("stage2", tiny_world, tmp_path, init=stage1_dir, steps=2, fresh_start=True))
-    assert fresh.summary["resumed_from"] is None and fresh.summary["global_step"] == 2
+    # More steps change the schedule: that is another run, refused (tests/training/test_stale_resume.py).
+    with pytest.raises(StaleCheckpointError, match="trainer.max_steps"):
+        train(tiny_run("stage2", tiny_world, tmp_path, init=stage1_dir, steps=4))
+    fresh = train(tiny_run("stage2", tiny_world, tmp_path, init=stage1_dir, steps=4, fresh_start=True))
+    assert fresh.summary["resumed_from"] is None and fresh.summary["global_step"] == 4
 
 
 def test_resume_is_refused_when_the_starting_weights_changed(
     tiny_world: Path, stage1_dir: Path, stage2_dir: Path, tmp_path: Path
 ):
     train(tiny_run("stage3", tiny_world, tmp_path, init=stage2_dir, steps=1))
-    other_start = train(tiny_run("stage3", tiny_world, tmp_path, init=stage1_dir, steps=1))
+    with pytest.raises(StaleCheckpointError, match=r"changed since it was written: init\b"):
+        train(tiny_run("stage3", tiny_world, tmp_path, init=stage1_dir, steps=1))
+    other_start = train(tiny_run("stage3", tiny_world, tmp_path, init=stage1_dir, steps=1, fresh_start=True))
     assert other_start.summary["resumed_from"] is None
 
 

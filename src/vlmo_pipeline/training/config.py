@@ -33,6 +33,7 @@ __all__ = [
     "STAGES",
     "PRETRAIN_STAGES",
     "FINETUNE_TASKS",
+    "RESUME_MODES",
     "TrainerConfig",
     "DataConfig",
     "MIMConfig",
@@ -46,6 +47,8 @@ __all__ = [
 PRETRAIN_STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 FINETUNE_TASKS: tuple[str, ...] = ("retrieval", "vqa", "nlvr2")
 STAGES: tuple[str, ...] = PRETRAIN_STAGES + FINETUNE_TASKS
+#: ``trainer.resume`` values (see :class:`TrainerConfig`).
+RESUME_MODES: tuple[str, ...] = ("auto", "never", "require")
 
 #: Stage-1 trainable substrings: :data:`STAGE1_TRAINABLE` plus the model's own MIM mask token, which the model
 #: library names ``transformer.mask_token`` (``STAGE1_TRAINABLE`` expects ``mim_mask_token``).
@@ -69,6 +72,14 @@ class TrainerConfig:
     ``precision="auto"`` means bf16-mixed on a GPU and 32-true on the CPU. ``max_steps`` counts optimiser steps;
     ``max_epochs`` is used only when ``max_steps`` is ``-1``. ``devices > 1`` makes the Kedro node launch
     ``python -m vlmo_pipeline.train`` under torchrun instead of training in-process.
+
+    ``resume`` decides what an existing ``<output_dir>/lightning/last.ckpt`` means (see
+    :func:`vlmo_pipeline.training.runner.run_fingerprint` for what must match):
+
+    * ``auto`` (default): resume it when it belongs to the same run (same fingerprint), otherwise stop with an
+      error naming the settings that differ; a re-run never silently resumes a stale run, nor discards one;
+    * ``never``: always start fresh (the old checkpoints are deleted); same as the run's ``fresh_start: true``;
+    * ``require``: resume it, and stop with an error when there is none or it belongs to another run.
     """
 
     max_steps: int = 100
@@ -83,8 +94,11 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 100
     progress_bar: bool = True
     deterministic: bool = False
+    resume: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.resume not in RESUME_MODES:
+            raise ValueError(f"trainer.resume must be one of {list(RESUME_MODES)}; got {self.resume!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"trainer.max_steps must be > 0 (or -1 to use max_epochs); got {self.max_steps}")
         if self.max_steps == -1 and self.max_epochs < 1:

@@ -9,8 +9,9 @@
 3. freeze everything outside ``config.trainable`` (stage 1/2 rules by default);
 4. fit with a CSV logger in ``config.log_dir``, a step progress callback (``trainer.progress_bar``; see
    :mod:`vlmo_pipeline.progress`) and a ``ModelCheckpoint`` writing ``last.ckpt`` to
-   ``<output_dir>/lightning``. An existing ``last.ckpt`` is resumed when it belongs to the same run (same stage,
-   seed, starting weights and vocabulary; recorded in ``run_fingerprint.json``), unless ``fresh_start``;
+   ``<output_dir>/lightning``. An existing ``last.ckpt`` is resumed when it belongs to the same run (everything
+   that changes the result, recorded in ``run_fingerprint.json``: see :func:`run_fingerprint`); one of another run
+   stops the stage with :class:`StaleCheckpointError` naming what changed (``trainer.resume``, ``fresh_start``);
 5. write ``trainable_parameters.md`` / ``.json`` (:mod:`vlmo_pipeline.training.parameter_table`) into
    ``config.log_dir``, beside Lightning's ``hparams.yaml`` and ``metrics.csv``.
 
@@ -22,6 +23,7 @@ re-run still finds ``last.ckpt`` after the directory is swapped into place).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -63,6 +65,9 @@ __all__ = [
     "loss_history",
     "SUMMARY_FILE",
     "FINGERPRINT_FILE",
+    "StaleCheckpointError",
+    "run_fingerprint",
+    "fingerprint_differences",
 ]
 
 logger = logging.getLogger(__name__)
@@ -244,42 +249,137 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _data_fingerprint(config: RunConfig) -> dict[str, Any]:
+    """Per training dataset: its splits and the sha256 of its ``manifest.json`` (else its shard names and sizes)."""
+    data: dict[str, Any] = {}
+    for name, splits in config.data.datasets.items():
+        directory = config.data.dataset_dir(name)
+        manifest = directory / "manifest.json"
+        entry: dict[str, Any] = {"splits": list(splits)}
+        if manifest.is_file():
+            entry["manifest_sha256"] = _file_digest(manifest)
+        else:
+            entry["shards"] = sorted(
+                (path.name, path.stat().st_size)
+                for split in splits
+                for path in directory.glob(f"{split}-*.arrow")
+                if path.is_file()
+            )
+        data[name] = entry
+    return data
+
+
 def run_fingerprint(config: RunConfig, vocab_file: Path) -> dict[str, Any]:
-    """What must not change for ``last.ckpt`` to be resumable: stage, seed, starting weights, vocab, freezing."""
+    """Everything that changes what a run computes; ``last.ckpt`` is resumed only when this is unchanged.
+
+    Stage and tasks, seed, starting weights (registry name or the sha256 of ``model.safetensors``; the BEiT file's
+    sha256), model overrides, vocabulary, freezing, the stage options (VL-FFN init, ITC temperature, ITM negatives,
+    MIM / MLM masking), optimiser and schedule, the trainer settings that change the result (max_steps / epochs,
+    devices, nodes, precision, accelerator, accumulation, clipping, determinism), and the data (datasets, splits,
+    the sha256 of each dataset's ``manifest.json``, batch size, text length, augmentation, sample limit, workers).
+    Logging, checkpoint cadence and progress display are not part of it.
+    """
     init_weights = Path(config.init) / "model.safetensors"
+    init_from = Path(config.init_from) if config.init_from else None
+    trainer = config.trainer
+    data = config.data
     return {
         "stage": config.stage,
+        "tasks": list(config.tasks),
         "seed": config.seed,
         "init": config.init if config.init in list_configs() else _file_digest(init_weights),
-        "init_from": config.init_from,
+        "init_from": _file_digest(init_from) if init_from and init_from.is_file() else config.init_from,
         "model_overrides": config.model_overrides,
         "vocab": _file_digest(vocab_file),
         "trainable": config.trainable,
-        "batch_size": config.data.batch_size,
+        "vlffn_init": config.vlffn_init,
+        "itc_temperature_init": config.itc_temperature_init,
+        "itm_negatives": config.itm_negatives,
+        "mim": dataclasses.asdict(config.mim),
+        "mlm": dataclasses.asdict(config.mlm),
+        "optim": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config.optim).items()},
+        "trainer": {
+            "max_steps": trainer.max_steps,
+            "max_epochs": trainer.max_epochs if trainer.max_steps == -1 else None,
+            "devices": trainer.devices,
+            "num_nodes": trainer.num_nodes,
+            "precision": _precision(config),
+            "accelerator": trainer.accelerator,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "gradient_clip_val": trainer.gradient_clip_val,
+            "deterministic": trainer.deterministic,
+        },
+        "batch_size": data.batch_size,
+        "data": {
+            "datasets": _data_fingerprint(config),
+            "max_text_len": data.max_text_len,
+            "augment": data.augment,
+            "randaug": data.randaug,
+            "hflip": data.hflip,
+            "max_train_samples": data.max_train_samples,
+            "num_workers": data.num_workers,
+        },
     }
 
 
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: value}
+
+
+def fingerprint_differences(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two fingerprints (``["<no fingerprint recorded>"]`` for none)."""
+    if recorded is None:
+        return ["<no fingerprint recorded>"]
+    old, new = _flatten(recorded), _flatten(json.loads(json.dumps(current, default=str)))
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+
+
+class StaleCheckpointError(RuntimeError):
+    """``last.ckpt`` exists but belongs to another run (or ``trainer.resume: require`` finds none)."""
+
+
 def _resume_checkpoint(config: RunConfig, fingerprint: dict[str, Any], is_global_zero: bool) -> Path | None:
-    """``last.ckpt`` to resume from, or ``None`` (and a cleaned checkpoint folder) for a fresh start."""
+    """``last.ckpt`` to resume from, or ``None`` (and a cleaned checkpoint folder) for a fresh start.
+
+    See ``trainer.resume`` (:class:`~vlmo_pipeline.training.config.TrainerConfig`); ``fresh_start`` = ``never``.
+    """
     checkpoint_dir = config.checkpoint_dir
     last = checkpoint_dir / LAST_CHECKPOINT
     recorded_path = checkpoint_dir / FINGERPRINT_FILE
-    recorded = json.loads(recorded_path.read_text()) if recorded_path.is_file() else None
-    if last.is_file() and not config.fresh_start and recorded == fingerprint:
-        logger.info("%s: resuming from %s", config.name, last)
-        return last
-    if last.is_file() and not config.fresh_start:
-        logger.warning(
-            "%s: %s belongs to a different run (starting weights, vocab or settings changed); starting fresh",
-            config.name,
-            last,
+    mode = "never" if config.fresh_start else config.trainer.resume
+    if mode != "never" and last.is_file():
+        recorded = json.loads(recorded_path.read_text()) if recorded_path.is_file() else None
+        differences = fingerprint_differences(recorded, fingerprint)
+        if not differences:
+            logger.info("%s: resuming from %s", config.name, last)
+            return last
+        shown = ", ".join(differences[:8]) + (f", ... (+{len(differences) - 8} more)" if len(differences) > 8 else "")
+        raise StaleCheckpointError(
+            f"{config.name}: {last} belongs to a different run; changed since it was written: {shown}. "
+            f"Not resuming it (that would continue the old run) and not deleting it. To discard it and start "
+            f"fresh, set trainer.resume: never (or fresh_start: true), e.g. "
+            f"--params {_section(config)}.fresh_start=true; to continue it, restore the old settings."
         )
+    if mode == "require":
+        raise StaleCheckpointError(f"{config.name}: trainer.resume is 'require' but there is no {last} to resume from")
     if is_global_zero:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         shutil.rmtree(config.log_dir, ignore_errors=True)  # the CSV logger appends; a fresh run starts a new log
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(recorded_path, fingerprint, sort_keys=True, default=str, trailing_newline=False, parents=True)
     return None
+
+
+def _section(config: RunConfig) -> str:
+    """The Kedro parameters section of a run (``pretrain_stage1``, ``finetune_vqa``, ...), for messages."""
+    if config.stage in ("stage1", "stage2", "stage3"):
+        return f"pretrain_{config.stage}"
+    return f"finetune_{config.name}"
 
 
 def _set_aside_log(config: RunConfig) -> Path | None:
