@@ -5,9 +5,9 @@ Flow for one dataset (``ingest_dataset``):
 1. the family reader parses the annotation files (metadata only; a missing file or wrong layout raises
    :class:`~vlmo_pipeline.data.raw.records.RawLayoutError` before anything in ``out_dir`` is touched);
 2. ``out_dir`` is cleaned of the previous run's manifest, shards, reject log and stale temporary files;
-3. records stream from the reader in a deterministic order, in chunks, through a bounded process pool that reads
-   and validates the image bytes (at most ``max_inflight_chunks`` chunks exist at once, results come back in
-   submission order);
+3. records stream from the reader in a deterministic order, in chunks, to Dask workers that read and validate the
+   image bytes (a local cluster started for the run, or an existing cluster given by its scheduler address;
+   at most ``max_inflight_chunks`` chunks exist at once, results come back in submission order);
 4. the parent appends rows to per-split :class:`~vlmo_pipeline.data.arrow_io.ShardWriter` s (shards published by
    atomic rename as they fill) and rejects to ``rejects.jsonl``;
 5. artifacts (e.g. the VQA answer vocabulary) and finally ``manifest.json`` are written atomically, and a
@@ -23,11 +23,11 @@ the parsed annotation metadata grows with the dataset.
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
 import os
+import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,7 +71,14 @@ class IngestOutcomeError(RuntimeError):
         super().__init__(message)
 
 
+class IngestWorkerError(RuntimeError):
+    """A chunk of records failed on a Dask worker (after its retries): names the dataset, chunk and records."""
+
+
 DATASETS: tuple[str, ...] = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
+
+#: ``IngestConfig.cluster`` value that starts a :class:`distributed.LocalCluster` for the run.
+LOCAL_CLUSTER = "local"
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,15 @@ class IngestConfig:
 
     shard_rows / shard_bytes: a shard is closed when it reaches either limit (payload bytes, before Arrow
     overhead); one of them may be None. batch_rows: rows per Arrow record batch inside a shard.
-    workers: processes that read/validate images (0 or 1, or an input of at most two chunks: in this process).
+    workers: Dask worker processes that read/validate images (0, 1 with a local cluster, or an input of at most
+    two chunks: in this process, no cluster — starting one would cost more than it saves).
+    cluster: ``"local"`` (a :class:`distributed.LocalCluster` of ``workers`` processes with one thread each, bound
+    to 127.0.0.1 without dashboard, started and closed by the run) or the scheduler address of an existing
+    cluster (``tcp://host:8786``: the run connects a client, and closes only that client). retries: times a
+    failed chunk is re-run on the cluster before the run fails (:class:`IngestWorkerError`).
+    worker_memory_limit: memory limit of each local worker (``"2GiB"``, bytes, or None for Dask's ``"auto"``).
     chunk_size: records per task sent to a worker; max_inflight_chunks: tasks alive at once (None: 2 per
-    worker) — together they bound memory.
+    worker thread) — together they bound memory.
     max_image_side: downscale + JPEG re-encode images whose longer side is larger (None: keep original bytes);
     jpeg_quality: quality of that re-encode. max_image_pixels: width*height above this is a decompression bomb.
     max_caption_chars: longer captions/questions/sentences are rejected. min_answer_count / vqa_vocab_splits:
@@ -100,6 +113,9 @@ class IngestConfig:
     shard_bytes: int | None = 256 << 20
     batch_rows: int = 256
     workers: int = 2
+    cluster: str = LOCAL_CLUSTER
+    retries: int = 1
+    worker_memory_limit: str | int | None = "2GiB"
     chunk_size: int = 64
     max_inflight_chunks: int | None = None
     max_image_side: int | None = None
@@ -118,6 +134,15 @@ class IngestConfig:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.cluster != LOCAL_CLUSTER and "://" not in str(self.cluster):
+            raise ValueError(
+                f"cluster must be {LOCAL_CLUSTER!r} or a Dask scheduler address such as 'tcp://host:8786', "
+                f"got {self.cluster!r}"
+            )
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.max_inflight_chunks is not None and self.max_inflight_chunks < 1:
+            raise ValueError(f"max_inflight_chunks must be >= 1 or None, got {self.max_inflight_chunks}")
         if self.chunk_size < 1 or self.batch_rows < 1:
             raise ValueError("chunk_size and batch_rows must be >= 1")
         if self.shard_rows is None and self.shard_bytes is None:
@@ -229,29 +254,108 @@ def _chunks(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
         yield chunk
 
 
-def process_items(items: Iterable[RawItem], config: IngestConfig, total: int | None = None) -> Iterator[Processed]:
-    """Materialise records in input order, in a bounded process pool when ``config.workers > 1``.
+def _item_id(item: RawItem) -> str:
+    return item.record if isinstance(item, Reject) else item.record_id
+
+
+# Dask settings of an ingest run: nothing may reach outside the machine or need the dashboard's bokeh; the
+# dashboard is off (so no "Port 8787 is already in use" warnings), no GPU probing.
+DASK_CONFIG: dict[str, Any] = {
+    "distributed.diagnostics.nvml": False,
+    "distributed.dashboard.export-tool": False,
+    "distributed.worker.daemon": True,
+}
+
+
+@contextlib.contextmanager
+def dask_client(config: IngestConfig) -> Iterator[Any]:
+    """A :class:`distributed.Client` for ``config.cluster``: a LocalCluster started (and closed) here, or a
+    client of the existing cluster at that address (only the client is closed)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set(DASK_CONFIG):
+        if config.cluster == LOCAL_CLUSTER:
+            cluster = LocalCluster(
+                n_workers=config.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                worker_dashboard_address=None,
+                memory_limit="auto" if config.worker_memory_limit is None else config.worker_memory_limit,
+            )
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
+        else:
+            with Client(config.cluster) as client:
+                yield client
+
+
+def process_items(
+    items: Iterable[RawItem],
+    config: IngestConfig,
+    total: int | None = None,
+    name: str = "?",
+    client: Any = None,
+) -> Iterator[Processed]:
+    """Materialise records in input order, on Dask workers unless the input is small or ``config.workers`` is 0
+    (or 1 with a local cluster).
 
     ``total`` (the expected record count, if known): inputs of at most two chunks run in this process, since
-    starting worker processes would cost more than it saves.
+    starting a cluster would cost more than it saves. ``client``: an existing :class:`distributed.Client` to use
+    (else one is made from ``config.cluster`` for this call). ``name``: the dataset, for error messages. A chunk
+    that still fails after ``config.retries`` re-runs raises :class:`IngestWorkerError`.
     """
     options = config.image_options
     small_input = total is not None and total <= 2 * config.chunk_size
-    if config.workers <= 1 or small_input:
+    single = config.workers == 0 or (config.workers == 1 and config.cluster == LOCAL_CLUSTER)
+    if client is None and (single or small_input):
         for item in items:
             yield materialize(item, options)
         return
-    max_inflight = config.max_inflight_chunks or 2 * config.workers
-    # spawn: workers start clean (no copy of the parent's parsed annotations, no inherited threads or locks).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=config.workers, mp_context=context) as pool:
-        pending: deque = deque()
-        for chunk in _chunks(items, config.chunk_size):
-            pending.append(pool.submit(_materialize_chunk, chunk, options))
-            if len(pending) >= max_inflight:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+    with contextlib.nullcontext(client) if client is not None else dask_client(config) as pool:
+        if config.max_inflight_chunks:
+            max_inflight = config.max_inflight_chunks
+        else:
+            max_inflight = 2 * max(1, sum(pool.nthreads().values()) or config.workers)  # 2 per worker thread
+        run = uuid.uuid4().hex[:8]  # own task keys: never share results with another run on the same cluster
+        pending: deque = deque()  # (future, chunk index, first and last record id): small
+
+        def collect() -> list[Processed]:
+            future, index, first, last = pending.popleft()
+            try:
+                return future.result()
+            except Exception as error:
+                raise IngestWorkerError(
+                    f"[ingest {name}] chunk {index} (records {first} .. {last}) failed on the Dask cluster "
+                    f"({config.cluster}) after {config.retries} retries: {type(error).__name__}: {error}"
+                ) from error
+            finally:
+                future.release()
+
+        try:
+            for index, chunk in enumerate(_chunks(items, config.chunk_size)):
+                future = pool.submit(
+                    _materialize_chunk,
+                    chunk,
+                    options,
+                    key=f"ingest-{name}-{run}-chunk-{index}",
+                    retries=config.retries,
+                    pure=False,
+                )
+                pending.append((future, index, _item_id(chunk[0]), _item_id(chunk[-1])))
+                del chunk, future
+                if len(pending) >= max_inflight:
+                    yield from collect()
+            while pending:
+                yield from collect()
+        finally:
+            if pending:
+                pool.cancel([entry[0] for entry in pending])
 
 
 # --- the driver -------------------------------------------------------------------------------------------------
@@ -312,17 +416,18 @@ def ingest_dataset(
     )
     try:
         total = source.total if source.has_images else 0  # no images: nothing for workers to do
-        for result in process_items(source.items, config, total):
-            if isinstance(result, Reject):
-                rejects.add(result)
-                tally.add(result)
-                if rejects.count % 100 == 1:
-                    progress.set_postfix(rejects=rejects.count, refresh=False)
-                continue
-            split, row = result
-            writers.write(split, row)
-            rows_per_split[split] += 1
-            progress.update(1)
+        with contextlib.closing(process_items(source.items, config, total, name)) as results:
+            for result in results:
+                if isinstance(result, Reject):
+                    rejects.add(result)
+                    tally.add(result)
+                    if rejects.count % 100 == 1:
+                        progress.set_postfix(rejects=rejects.count, refresh=False)
+                    continue
+                split, row = result
+                writers.write(split, row)
+                rows_per_split[split] += 1
+                progress.update(1)
         progress.set_postfix(rejects=rejects.count)
         shards = writers.close()
         rejects.close()
