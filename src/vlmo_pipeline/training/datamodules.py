@@ -34,6 +34,7 @@ from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.transforms import build_eval_transform, build_train_transform
 from vlmo_pipeline.training.config import MIMConfig, RunConfig
 from vlmo_pipeline.training.objectives import batch_blockwise_masks
+from vlmo_pipeline.training.sampling import ResumableDataLoader, ResumableRandomSampler
 
 __all__ = ["MIMCollator", "VLMoDataModule", "RetrievalEvalLoaders"]
 
@@ -70,6 +71,15 @@ class MIMCollator:
             max_aspect=self.config.max_aspect,
         )
         return batch
+
+
+def _collate_generator_fn(collate_fn: Any) -> Callable[[], torch.Generator | None] | None:
+    """The accessor of a collator's private masking generator (MIM block masks, whole-word MLM masks), if any."""
+    if isinstance(collate_fn, MIMCollator):
+        return collate_fn._rng
+    if isinstance(collate_fn, WholeWordMaskCollator):
+        return collate_fn._default_generator
+    return None
 
 
 @dataclass
@@ -114,6 +124,8 @@ class VLMoDataModule(L.LightningDataModule):
             else self.eval_transform
         )
         self.train_dataset: Dataset | None = None
+        #: the resumable sampler of the training loader (None for a plain loader: workers or several devices)
+        self.train_sampler: ResumableRandomSampler | None = None
 
     # ------------------------------------------------------------------------------------------ datasets
     def _text_kwargs(self) -> dict[str, Any]:
@@ -177,8 +189,24 @@ class VLMoDataModule(L.LightningDataModule):
                 )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled, seeded, last partial batch dropped. In one process without workers a
+        :class:`~vlmo_pipeline.training.sampling.ResumableDataLoader` (same batches; resumes exactly), else a plain
+        ``DataLoader`` (Lightning swaps in a ``DistributedSampler`` for several devices)."""
         self.setup("fit")
         generator = torch.Generator().manual_seed(self.config.seed)
+        trainer = self.config.trainer
+        if self.data.num_workers == 0 and trainer.devices * trainer.num_nodes == 1:
+            collate_fn = self.train_collate_fn()
+            loader = ResumableDataLoader(
+                self.train_dataset,
+                batch_size=self.data.batch_size,
+                generator=generator,
+                collate_fn=collate_fn,
+                generator_fn=_collate_generator_fn(collate_fn),
+            )
+            self.train_sampler = loader.resumable_sampler
+            return loader
+        self.train_sampler = None
         return DataLoader(
             self.train_dataset,
             batch_size=self.data.batch_size,

@@ -54,6 +54,7 @@ from vlmo_pipeline.training.guards import DivergenceGuard, TrainingDivergedError
 from vlmo_pipeline.training.logs import configure_training_logs
 from vlmo_pipeline.training.modules import VLMoTaskModule, build_module
 from vlmo_pipeline.training.parameter_table import TABLE_NAME, trainable_parameter_table, write_parameter_table
+from vlmo_pipeline.training.sampling import ResumeStateCallback
 
 __all__ = [
     "TrainOutcome",
@@ -198,7 +199,7 @@ def _precision(config: RunConfig) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
-def build_trainer(config: RunConfig) -> L.Trainer:
+def build_trainer(config: RunConfig, extra_callbacks: list[Any] | None = None) -> L.Trainer:
     """Lightning Trainer with CSV logging in ``log_dir`` and ``last.ckpt`` in ``<output_dir>/lightning``."""
     settings = config.trainer
     checkpoint = ModelCheckpoint(
@@ -235,7 +236,7 @@ def build_trainer(config: RunConfig) -> L.Trainer:
         enable_model_summary=False,
         deterministic=settings.deterministic,
         logger=CSVLogger(save_dir=config.log_dir, name="", version=""),
-        callbacks=[guard, checkpoint, *progress],
+        callbacks=[guard, *(extra_callbacks or []), checkpoint, *progress],
         default_root_dir=config.output_dir,
     )
 
@@ -480,7 +481,8 @@ def train(config: RunConfig) -> TrainOutcome:
         patch_size=model.config.patch_size,
         answer_vocab_size=model.config.vqa_num_labels if config.stage == "vqa" else None,
     )
-    trainer = build_trainer(config)
+    # Saves / restores the global RNGs with last.ckpt and counts trained batches for the resumable sampler.
+    trainer = build_trainer(config, [ResumeStateCallback(lambda: datamodule.train_sampler)])
     fingerprint = run_fingerprint(config, vocab_file)
     resume_from = _resume_checkpoint(config, fingerprint, trainer.is_global_zero)
     earlier_log = _set_aside_log(config) if resume_from and trainer.is_global_zero else None
