@@ -28,10 +28,10 @@ except ImportError:
 STEPS = 24  # tiny world: 2 (stage 1) / 3 (stage 3) batches per epoch, so kills land mid-epoch and at epoch ends
 
 
-def _command(tiny_world: Path, workdir: Path, stage: str) -> list[str]:
+def _command(tiny_world: Path, workdir: Path, stage: str, augment: bool) -> list[str]:
     extra = {} if stage == "stage1" else {"vocab_file": str(tiny_world.parent / "vocab" / "vocab.txt")}
     config = tiny_run(stage, tiny_world, workdir, steps=STEPS, **extra)
-    config.data.augment = False  # as the demo: augmentation draws from the global RNG while a batch is prefetched
+    config.data.augment = augment  # on: random crops + RandAugment (paper); off: the demo's setting
     params = workdir / "params.yml"
     params.parent.mkdir(parents=True, exist_ok=True)
     params.write_text(yaml.safe_dump(config.to_dict()))
@@ -68,17 +68,17 @@ def _kill_after_checkpoints(command: list[str], workdir: Path, last: Path, new_c
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["stage1", "stage3"])
-def test_killed_and_rerun_stage_is_bit_identical(tiny_world: Path, tmp_path: Path, stage: str):
+@pytest.mark.parametrize(("stage", "augment"), [("stage1", False), ("stage3", True)])
+def test_killed_and_rerun_stage_is_bit_identical(tiny_world: Path, tmp_path: Path, stage: str, augment: bool):
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
-    _run_to_end(_command(tiny_world, reference_dir, stage), reference_dir)
+    _run_to_end(_command(tiny_world, reference_dir, stage, augment), reference_dir)
 
-    command = _command(tiny_world, killed_dir, stage)
+    command = _command(tiny_world, killed_dir, stage, augment)
     last = killed_dir / "models" / stage / "lightning" / "last.ckpt"
     # First kill right after the first checkpoint, the second several checkpoints into the resumed run.
     killed_at = [_kill_after_checkpoints(command, killed_dir, last, count) for count in (1, 8)]
     assert 0 < killed_at[0] < killed_at[1] < STEPS, killed_at
-    print(f"{stage}: killed after the checkpoints of steps {killed_at}")
+    print(f"{stage} (augment {augment}): killed after the checkpoints of steps {killed_at}")
     output = _run_to_end(command, killed_dir)
     assert "not resumable" not in output  # Lightning saves and restores the loader's state
     reference = load_file(str(reference_dir / "models" / stage / WEIGHTS_NAME))

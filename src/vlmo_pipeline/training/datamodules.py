@@ -203,6 +203,7 @@ class VLMoDataModule(L.LightningDataModule):
                 generator=generator,
                 collate_fn=collate_fn,
                 generator_fn=_collate_generator_fn(collate_fn),
+                seed=self.config.seed,
             )
             self.train_sampler = loader.resumable_sampler
             return loader

@@ -12,16 +12,18 @@ never interrupted. What has to be put back is everything random or positional th
   saved even though Lightning has already prefetched (and collated) that batch when the checkpoint is written;
 * the **global RNGs** (torch, CUDA, numpy, ``random``: dropout, drop-path, ITM negative sampling):
   :class:`ResumeStateCallback` saves them with the checkpoint and puts them back just before the first resumed
-  training step.
+  training step;
+* the **augmentation RNG**: items are read under a private torch RNG stream (:class:`PrivateRNGDataset`), whose
+  state before the first untrained batch is saved too (the transforms would otherwise draw from the global RNG
+  while a batch is prefetched, interleaved with the training step's draws).
 
 :class:`ResumableDataLoader` exposes ``state_dict`` / ``load_state_dict``, which makes it "stateful" for
 Lightning 2.x: the fit loop saves its state in the checkpoint (``loops.fit_loop.state_dict.combined_loader``) and
 loads it into the loader before iterating when a run resumes (no "dataloader is not resumable" warning).
 
-Limits: one process with ``num_workers: 0`` (the collator then runs in the training process; with workers or
+Limit: one process with ``num_workers: 0`` (dataset and collator then run in the training process; with workers or
 several devices :mod:`~vlmo_pipeline.training.datamodules` keeps a plain ``DataLoader``: resume then restarts the
-epoch's data order), and data transforms that draw from the global RNG (``augment: true``) run while the batch
-is prefetched, so their draws after a resume are not those of the uninterrupted run.
+epoch's data order, and the transforms draw from each worker's RNG).
 """
 
 from __future__ import annotations
@@ -33,12 +35,19 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["ResumableRandomSampler", "RecordingCollate", "ResumableDataLoader", "ResumeStateCallback"]
+__all__ = [
+    "ResumableRandomSampler",
+    "PrivateRNGDataset",
+    "RecordingCollate",
+    "ResumableDataLoader",
+    "ResumeStateCallback",
+]
 
 STATE_VERSION = 1
 _HISTORY = 8  # collator states kept (Lightning prefetches one batch)
+_DATA_SEED_OFFSET = 0x5EED  # the item-reading stream must not be the sampler's (same seed, same MT19937 stream)
 
 
 class ResumableRandomSampler(Sampler[int]):
@@ -94,17 +103,51 @@ class ResumableRandomSampler(Sampler[int]):
             self.generator.set_state(state["generator_state"])
 
 
+class PrivateRNGDataset(Dataset):
+    """``dataset`` whose items are read with a private torch RNG stream instead of the global one.
+
+    The image transforms (random crop, RandAugment, flip) draw from torch's global RNG, and with ``num_workers: 0``
+    they run while Lightning prefetches the next batch, i.e. interleaved with the training step's own draws
+    (dropout, drop-path, ITM negatives): no checkpoint could hold "the" global state for both. Reading items
+    under a stream of their own (seeded from the run's seed) separates the two, so both can be saved and restored.
+    """
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.rng_state = torch.Generator().manual_seed(seed + _DATA_SEED_OFFSET).get_state()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self.rng_state)
+        try:
+            return self.dataset[index]
+        finally:
+            self.rng_state = torch.get_rng_state()
+            torch.set_rng_state(outer)
+
+
 class RecordingCollate:
     """Wrap a collate function whose randomness comes from one private generator (``generator_fn()``, or none).
 
     Records the generator state before each batch, so :meth:`state_before` can give the state before any of the
     last few batches (the first untrained one when a checkpoint is written)."""
 
-    def __init__(self, inner: Callable[[Sequence[Any]], Any], generator_fn: Callable[[], Any] | None) -> None:
+    def __init__(
+        self,
+        inner: Callable[[Sequence[Any]], Any],
+        generator_fn: Callable[[], Any] | None,
+        dataset: PrivateRNGDataset | None = None,
+    ) -> None:
         self.inner = inner
         self.generator_fn = generator_fn
+        self.dataset = dataset
         self.count = 0
         self.history: dict[int, torch.Tensor] = {}
+        #: item-reading RNG state before batch n (recorded after batch n - 1 is collated: its items are read by then)
+        self.data_history: dict[int, torch.Tensor] = {0: dataset.rng_state.clone()} if dataset is not None else {}
 
     def _generator(self) -> torch.Generator | None:
         return self.generator_fn() if self.generator_fn is not None else None
@@ -116,7 +159,18 @@ class RecordingCollate:
             for old in [key for key in self.history if key <= self.count - _HISTORY]:
                 del self.history[old]
         self.count += 1
+        if self.dataset is not None:
+            self.data_history[self.count] = self.dataset.rng_state.clone()
+            for old in [key for key in self.data_history if key <= self.count - _HISTORY]:
+                del self.data_history[old]
         return self.inner(items)
+
+    def data_state_before(self, batch_number: int) -> torch.Tensor | None:
+        if self.dataset is None:
+            return None
+        if batch_number not in self.data_history:
+            raise RuntimeError(f"item RNG state before batch {batch_number} is no longer known (at {self.count})")
+        return self.data_history[batch_number].clone()
 
     def state_before(self, batch_number: int) -> torch.Tensor | None:
         generator = self._generator()
@@ -128,16 +182,20 @@ class RecordingCollate:
             return generator.get_state()
         raise RuntimeError(f"collator state before batch {batch_number} is no longer known (at {self.count})")
 
-    def restore(self, state: torch.Tensor | None, count: int) -> None:
+    def restore(self, state: torch.Tensor | None, count: int, data_state: torch.Tensor | None = None) -> None:
         self.count, self.history = count, {}
         generator = self._generator()
         if generator is not None and state is not None:
             generator.set_state(state)
+        if self.dataset is not None and data_state is not None:
+            self.dataset.rng_state = data_state.clone()
+            self.data_history = {count: data_state.clone()}
 
 
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` over a :class:`ResumableRandomSampler` and a :class:`RecordingCollate` with
-    ``state_dict`` / ``load_state_dict`` (Lightning saves and restores it with the fit loop)."""
+    ``state_dict`` / ``load_state_dict`` (Lightning saves and restores it with the fit loop). With ``seed`` the
+    items are read under a private RNG stream (:class:`PrivateRNGDataset`), saved and restored as well."""
 
     def __init__(
         self,
@@ -146,13 +204,13 @@ class ResumableDataLoader(DataLoader):
         generator: torch.Generator,
         collate_fn: Callable[[Sequence[Any]], Any],
         generator_fn: Callable[[], Any] | None = None,
+        seed: int | None = None,
     ) -> None:
         sampler = ResumableRandomSampler(len(dataset), generator, batch_size, drop_last=True)
-        recording = collate_fn
-        if not isinstance(recording, RecordingCollate):
-            recording = RecordingCollate(collate_fn, generator_fn)
+        private = PrivateRNGDataset(dataset, seed) if seed is not None else None
+        recording = RecordingCollate(collate_fn, generator_fn, private)
         super().__init__(
-            dataset,
+            private if private is not None else dataset,
             batch_size=batch_size,
             sampler=sampler,
             drop_last=True,
@@ -170,6 +228,7 @@ class ResumableDataLoader(DataLoader):
             "trained_batches": trained,
             "sampler": self.resumable_sampler.state_dict(),
             "collate_generator": self.recording_collate.state_before(trained),
+            "data_rng": self.recording_collate.data_state_before(trained),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -177,7 +236,7 @@ class ResumableDataLoader(DataLoader):
             raise ValueError(f"unknown training data loader state version {state.get('version')!r}")
         trained = int(state["trained_batches"])
         self.resumable_sampler.load_state_dict(state["sampler"], trained)
-        self.recording_collate.restore(state["collate_generator"], trained)
+        self.recording_collate.restore(state["collate_generator"], trained, state.get("data_rng"))
 
 
 def _global_rng_state() -> dict[str, Any]:
