@@ -138,8 +138,21 @@ class DataConfig:
     randaug: bool = True
     hflip: bool = True
     max_train_samples: int | None = None
+    # How the Arrow shards are checked when a run opens them (``vlmo_pipeline.data.datasets``): ``size`` (the
+    # manifest's byte sizes, row counts and schema; cheap) or ``sha256`` (also hash every shard, as `vlmo verify`).
+    verify: str = "size"
+    # A sample that cannot be decoded: ``fail`` stops the run naming shard and row; ``skip`` replaces it by the
+    # next good one, logged and counted, and fails once more than ``max_corrupt_rate`` of the samples were skipped.
+    corrupt_policy: str = "fail"
+    max_corrupt_rate: float = 0.001
 
     def __post_init__(self) -> None:
+        if self.verify not in ("size", "sha256"):
+            raise ValueError(f"data.verify must be 'size' or 'sha256'; got {self.verify!r}")
+        if self.corrupt_policy not in ("fail", "skip"):
+            raise ValueError(f"data.corrupt_policy must be 'fail' or 'skip'; got {self.corrupt_policy!r}")
+        if not 0.0 <= self.max_corrupt_rate < 1.0:
+            raise ValueError(f"data.max_corrupt_rate must be in [0, 1); got {self.max_corrupt_rate}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
         if self.num_workers < 0:

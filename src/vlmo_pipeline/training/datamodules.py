@@ -129,7 +129,15 @@ class VLMoDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------------------------------ datasets
     def _text_kwargs(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer, "max_text_len": self.data.max_text_len}
+        return {"tokenizer": self.tokenizer, "max_text_len": self.data.max_text_len, **self._open_kwargs()}
+
+    def _open_kwargs(self) -> dict[str, Any]:
+        """How the training shards are checked at open and what a corrupt sample does (``data.verify`` etc.)."""
+        return {
+            "verify": self.data.verify,
+            "corrupt_policy": self.data.corrupt_policy,
+            "max_corrupt_rate": self.data.max_corrupt_rate,
+        }
 
     def build_train_dataset(self) -> Dataset:
         """The training dataset of the configured stage (optionally truncated to ``max_train_samples``)."""
@@ -138,7 +146,7 @@ class VLMoDataModule(L.LightningDataModule):
             raise ValueError(f"{self.config.name}: data.datasets is empty: name the training datasets and splits")
         sources = self.data.sources(self.data.datasets)
         if stage == "stage1":
-            dataset: Dataset = ImageOnlyDataset(sources, transform=self.train_transform)
+            dataset: Dataset = ImageOnlyDataset(sources, transform=self.train_transform, **self._open_kwargs())
         elif stage == "stage2":
             dataset = TextDataset(sources, **self._text_kwargs())
         elif stage in ("stage3", "retrieval"):
