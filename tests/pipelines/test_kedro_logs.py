@@ -93,3 +93,32 @@ def test_training_run_prints_each_event_once(kedro_project: Path):
     assert {"trainable_parameters.md", "trainable_parameters.json", "training_summary.json", "hparams.yaml"} <= {
         path.name for path in reporting.iterdir()
     }
+
+
+def test_ingestion_on_the_local_dask_cluster_is_quiet(kedro_project: Path):
+    """`kedro run --pipeline=ingest_coco` with 2 Dask workers: no Dask start-up / shutdown lines (about 60 per
+    dataset), no "Using conf/logging.yml" from the worker processes, progress as log lines, one summary line."""
+    bootstrap_project(kedro_project)
+    with KedroSession.create(
+        project_path=kedro_project, runtime_params={"demo_data": {"n_images": 16, "show_progress": False}}
+    ) as session:
+        session.run(pipeline_name="demo_data")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("VLMO_", "DASK_", "KEDRO_LOG"))}
+    env["KEDRO_DISABLE_TELEMETRY"] = "true"
+    # chunks of 4 records: more than two chunks, so the records go through the cluster (not the in-process path)
+    params = "ingest.workers=2,ingest.chunk_size=4,ingest.min_answer_count=1"
+    completed = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipeline=ingest_coco", "--params", params],
+        cwd=kedro_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+    assert "distributed." not in output, [line for line in output.splitlines() if "distributed." in line][:5]
+    assert "Using 'conf/logging.yml'" not in output
+    assert not [line for line in output.splitlines() if "\r" in line or "█" in line], "a tqdm bar in a log"
+    assert re.search(r"ingest coco: row \d+/\d+ \(100 %\)", output), output[-2000:]
+    assert output.count("[ingest coco] rows:") == 1

@@ -24,6 +24,7 @@ the parsed annotation metadata grows with the dataset.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections import Counter, deque
@@ -32,8 +33,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from vlmo_pipeline.data.arrow_io import (
     REJECTS_NAME,
@@ -59,6 +58,7 @@ from vlmo_pipeline.data.raw import (
 )
 from vlmo_pipeline.data.raw.records import RawItem, RawSource, Reject
 from vlmo_pipeline.data.raw.safe_io import DEFAULT_MAX_IMAGE_BYTES
+from vlmo_pipeline.progress import Progress
 
 FAILURE_NAME = "ingest_failed.json"
 
@@ -271,8 +271,16 @@ DASK_CONFIG: dict[str, Any] = {
 def dask_client(config: IngestConfig) -> Iterator[Any]:
     """A :class:`distributed.Client` for ``config.cluster``: a LocalCluster started (and closed) here, or a
     client of the existing cluster at that address (only the client is closed)."""
+    # Dask logs about 60 INFO lines per cluster start and stop (scheduler, nanny and worker addresses, plugins);
+    # only its warnings belong on the console. It reads its logging level when `distributed` is first imported, in
+    # this process and in each worker process, which inherits the environment. DASK_LOGGING__DISTRIBUTED=info
+    # brings the lines back.
+    level = os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     import dask
-    from distributed import Client, LocalCluster
+
+    with dask.config.set({"logging.distributed": level}):
+        from distributed import Client, LocalCluster
+    logging.getLogger("distributed").setLevel(level.upper())  # when `distributed` was imported earlier
 
     with dask.config.set(DASK_CONFIG):
         if config.cluster == LOCAL_CLUSTER:
@@ -411,9 +419,7 @@ def ingest_dataset(
     rows_per_split: Counter[str] = Counter()
     tally = OutcomeTally()
     # The bar counts written rows against the number of annotated records (rejects shown as a postfix).
-    progress = tqdm(
-        total=source.total, desc=f"ingest {name}", unit="row", disable=not show_progress, dynamic_ncols=True
-    )
+    progress = Progress(source.total, f"ingest {name}", unit="row", mode="auto" if show_progress else "off")
     try:
         total = source.total if source.has_images else 0  # no images: nothing for workers to do
         with contextlib.closing(process_items(source.items, config, total, name)) as results:
@@ -422,13 +428,12 @@ def ingest_dataset(
                     rejects.add(result)
                     tally.add(result)
                     if rejects.count % 100 == 1:
-                        progress.set_postfix(rejects=rejects.count, refresh=False)
+                        progress.postfix["rejects"] = rejects.count
                     continue
                 split, row = result
                 writers.write(split, row)
                 rows_per_split[split] += 1
-                progress.update(1)
-        progress.set_postfix(rejects=rejects.count)
+                progress.update(1, rejects=rejects.count or None)
         shards = writers.close()
         rejects.close()
     except BaseException:
