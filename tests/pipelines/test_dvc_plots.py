@@ -86,6 +86,20 @@ def _plot_spec(page: str) -> dict:
     return spec
 
 
+def _rendered_dom(chromium: str, page: Path) -> str:
+    """The page's DOM after headless Chromium ran its scripts (opened from a file:// URL, no network)."""
+    with tempfile.TemporaryDirectory() as profile:
+        command = [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+
+
 def test_page_renders_offline_with_the_libraries_beside_it(plots_repo: Path, vega_dir: Path, monkeypatch):
     monkeypatch.setenv("PATH", _env()["PATH"])
     page, offline = show_plots(Path("out/plots"), vega_dir, Path("scripts") / TEMPLATE.name, project=plots_repo)
@@ -108,20 +122,7 @@ def test_chromium_draws_the_plot_from_file_urls(plots_repo: Path, vega_dir: Path
         pytest.skip("no Chromium (make setup installs Debian's chromium)")
     monkeypatch.setenv("PATH", _env()["PATH"])
     page, _ = show_plots(Path("out"), vega_dir, Path("scripts") / TEMPLATE.name, project=plots_repo)
-    with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(
-            [
-                chromium,
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                page.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+    dom = _rendered_dom(chromium, page)
     # vega-embed ran (no network: the scripts came from the folder) and drew a non-empty canvas
     assert 'class="vega-embed' in dom, dom[-2000:]
     assert '<canvas width="0"' not in dom and "<canvas" in dom
@@ -185,20 +186,7 @@ def test_plain_dvc_plots_show_renders_offline_after_configure(plots_repo: Path, 
     chromium = find_chromium()
     if chromium is None:
         return
-    with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(
-            [
-                chromium,
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                page.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
+    dom = _rendered_dom(chromium, page)
     assert 'class="vega-embed' in dom and "<canvas" in dom and '<canvas width="0"' not in dom, dom[-2000:]
 
 
