@@ -35,7 +35,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from vlmo_pipeline.files import atomic_write_bytes, swap_directory
+from vlmo_pipeline.files import atomic_write_bytes, remove_stale_siblings, staging_dir, swap_directory
 
 __all__ = [
     "VEGA_PACKAGES",
@@ -240,7 +240,8 @@ def show_plots(
             f"the page stays blank without a network."
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    remove_stale_siblings(out)  # staging / retired folders of killed runs
+    staging = staging_dir(out)
     shutil.rmtree(staging, ignore_errors=True)
     command = [_dvc(), "plots", "show", "-o", str(staging), *targets]
     if offline:

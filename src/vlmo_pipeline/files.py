@@ -15,7 +15,12 @@ Importable from anywhere in the package (the models package included): no third-
 * :func:`atomic_write_via`: for writers that want a file name (``safetensors.torch.save_file``, ``shutil.copyfile``,
   ``figure.savefig``, ...): ``writer(temp_path)`` writes the temporary file, which is then fsynced and moved into
   place;
-* :func:`swap_directory`: replace a whole directory by a finished staging sibling, with renames only.
+* :func:`swap_directory`: replace a whole directory by a finished staging sibling, with renames only;
+* :func:`staging_dir`, :func:`remove_stale_siblings`: name a writer's staging sibling (``.<name>.tmp-<pid>``) and
+  remove the debris (staging folders, retired ``.old-<pid>`` folders, temporary files) that killed writers left
+  next to a target;
+* :func:`lock_target`: an exclusive, non-blocking ``flock`` on ``.<name>.lock`` beside a target, so two processes
+  writing the same output fail fast instead of racing.
 
 Fsync policy: by default the file and then its directory are fsynced, so a finished write survives a power cut.
 ``durable=False`` skips both for outputs that are regenerated rather than kept (the demo world, written into a
@@ -25,12 +30,16 @@ file. ``parents=True`` creates missing parent directories first.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +50,47 @@ __all__ = [
     "atomic_write_via",
     "swap_directory",
     "fsync_directory",
+    "staging_dir",
+    "remove_stale_siblings",
+    "lock_target",
+    "TargetLockedError",
+    "pid_alive",
     "TEMP_SUFFIX",
+    "LEGACY_TEMP_MAX_AGE_S",
 ]
 
-#: Temporary files are named ``.<target name>.<random hex>.tmp`` next to the target.
+#: Temporary files are named ``.<target name>.<writer pid>.<random hex>.tmp`` next to the target.
 TEMP_SUFFIX = ".tmp"
-_MAX_PREFIX = 200  # keep ".<name>.<hex>.tmp" under the usual 255-byte NAME_MAX
+_MAX_PREFIX = 200  # keep ".<name>.<pid>.<hex>.tmp" under the usual 255-byte NAME_MAX
+#: Temporary files of older code carry no pid (``.<name>.<hex>.tmp``): they are removed once this old (seconds).
+LEGACY_TEMP_MAX_AGE_S = 3600.0
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (a zombie or another user's process counts as alive)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError as error:  # pragma: no cover - e.g. EINVAL on an odd platform: keep the file
+        return error.errno != errno.ESRCH
+    return True
 
 
 def _create_temp(target: Path) -> tuple[int, Path]:
-    """Create (O_EXCL) an empty temporary file next to ``target``; returns (fd, path). Mode is 0o666 & ~umask."""
+    """Create (O_EXCL) an empty temporary file next to ``target``; returns (fd, path). Mode is 0o666 & ~umask.
+
+    Temporary files of writers that died (their pid no longer runs) are removed first."""
+    _remove_stale_temps(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        temp = target.with_name(f".{target.name[:_MAX_PREFIX]}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        temp = target.with_name(f".{target.name[:_MAX_PREFIX]}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             return os.open(temp, flags, 0o666), temp
         except FileExistsError:
@@ -187,3 +224,129 @@ def swap_directory(staging: str | os.PathLike, target: str | os.PathLike) -> Non
     if retired.exists():
         shutil.rmtree(retired, ignore_errors=True)
     fsync_directory(target.parent)
+
+
+def staging_dir(target: str | os.PathLike) -> Path:
+    """The staging sibling of the directory ``target`` for this process: ``.<name>.tmp-<pid>``."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _unlink_quietly(path)
+
+
+def _remove_stale_temps(target: Path, now: float | None = None) -> list[Path]:
+    """Remove ``.<name>.<pid>.<hex>.tmp`` files of dead writers (and old pid-less ones) next to ``target``."""
+    prefix = f".{target.name[:_MAX_PREFIX]}."
+    pattern = re.compile(rf"^{re.escape(prefix)}(?:(\d+)\.)?[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    now = time.time() if now is None else now
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        match = pattern.match(entry.name)
+        if match is None:
+            continue
+        pid = match.group(1)
+        if pid is not None:
+            stale = not pid_alive(int(pid))
+        else:
+            try:
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > LEGACY_TEMP_MAX_AGE_S
+            except OSError:
+                continue
+        if stale:
+            path = Path(entry.path)
+            _remove_path(path)
+            removed.append(path)
+    return removed
+
+
+def remove_stale_siblings(target: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers left next to ``target``; returns the removed paths.
+
+    * ``.<name>.tmp-<pid>`` (staging folders of :func:`staging_dir`) and ``.<name>.old-<pid>`` (retired folders of
+      :func:`swap_directory`) whose ``pid`` is not a running process;
+    * ``.<name>.<pid>.<hex>.tmp`` temporary files of this module's writers whose ``pid`` is not running, and
+      pid-less ``.<name>.<hex>.tmp`` ones (older code) last modified more than :data:`LEGACY_TEMP_MAX_AGE_S` ago.
+
+    A live process's staging folder or temporary file is never touched (the pid check is local to this machine:
+    do not share one output folder between machines).
+    """
+    target = Path(target)
+    removed = _remove_stale_temps(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)$")
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is not None and not pid_alive(int(match.group(1))):
+            path = Path(entry.path)
+            _remove_path(path)
+            removed.append(path)
+    return removed
+
+
+class TargetLockedError(RuntimeError):
+    """Another process holds the write lock of an output (see :func:`lock_target`)."""
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of ``target``: ``.<name>.lock`` beside it (outside the output, so DVC never hashes it)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.lock")
+
+
+@contextlib.contextmanager
+def lock_target(target: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``.<name>.lock`` beside ``target`` for the ``with`` block.
+
+    Non-blocking: when another process (or another open of the lock in this one) holds it, raises
+    :class:`TargetLockedError` ``"<target> is being written by another process (pid N, lock file ...)"``. The holder
+    writes its pid into the file. The kernel releases the lock when the holder exits, however it dies (SIGKILL
+    included), so a stale lock file never blocks anyone. The file itself is left in place on release: removing it
+    would let a process that opened the old file lock a different inode from one that creates a new file. Yields
+    the lock file's path. POSIX only (``fcntl``); elsewhere the block runs unlocked.
+    """
+    target = Path(target)
+    path = lock_path(target)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield path
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise TargetLockedError(
+                f"{target} is being written by another process (pid {holder}, lock file {path})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield path
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -267,6 +267,11 @@ DASK_CONFIG: dict[str, Any] = {
 }
 
 
+#: Seconds a LocalCluster worker (and its nanny) waits for a vanished scheduler before it exits (also the
+#: nanny's limit for starting its worker process, so not too short on a loaded machine).
+WORKER_DEATH_TIMEOUT_S = 30
+
+
 @contextlib.contextmanager
 def dask_client(config: IngestConfig) -> Iterator[Any]:
     """A :class:`distributed.Client` for ``config.cluster``: a LocalCluster started (and closed) here, or a
@@ -292,6 +297,10 @@ def dask_client(config: IngestConfig) -> Iterator[Any]:
                 dashboard_address=None,
                 worker_dashboard_address=None,
                 memory_limit="auto" if config.worker_memory_limit is None else config.worker_memory_limit,
+                # The scheduler and nannies live in this process. Each worker process already exits when its parent
+                # dies (SIGKILL, SIGTERM: tests/data/test_no_debris.py); death_timeout is the fallback for a worker
+                # that is left without its scheduler: it exits after this many seconds instead of lingering.
+                death_timeout=WORKER_DEATH_TIMEOUT_S,
             )
             try:
                 with Client(cluster) as client:

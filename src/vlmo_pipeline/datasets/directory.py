@@ -19,7 +19,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from vlmo_pipeline.files import swap_directory
+from vlmo_pipeline.files import lock_target, remove_stale_siblings, staging_dir, swap_directory
 
 DirectoryWriter = Callable[[Path], Any]
 
@@ -76,23 +76,26 @@ class DirectoryDataset(AbstractDataset[Path, "DirectoryWriter | Path"]):
                 f"this pipeline (real data?). Move it away or point the catalog entry elsewhere."
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        if staging.exists():
-            shutil.rmtree(staging)
-        try:
-            if isinstance(data, (str, os.PathLike)):
-                shutil.move(os.fspath(data), staging)
-            elif callable(data):
-                staging.mkdir()
-                data(staging)
-            else:
-                raise DatasetError(
-                    f"DirectoryDataset({target}) can save a writer callable or a directory path, got {type(data)!r}"
-                )
-            swap_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        if not (isinstance(data, (str, os.PathLike)) or callable(data)):
+            raise DatasetError(
+                f"DirectoryDataset({target}) can save a writer callable or a directory path, got {type(data)!r}"
+            )
+        # one writer per output folder: a second `kedro run` writing the same folder fails here, at once
+        with lock_target(target):
+            remove_stale_siblings(target)  # staging / retired folders of killed runs
+            staging = staging_dir(target)
+            if staging.exists():
+                shutil.rmtree(staging)
+            try:
+                if isinstance(data, (str, os.PathLike)):
+                    shutil.move(os.fspath(data), staging)
+                else:
+                    staging.mkdir()
+                    data(staging)
+                swap_directory(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
 
     def _missing_message(self, what: str) -> str:
         return f"{what}." + (f" {self._hint}" if self._hint else "")

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from vlmo_pipeline.files import swap_directory
+from vlmo_pipeline.files import lock_target, remove_stale_siblings, staging_dir, swap_directory
 from vlmo_pipeline.training.config import RunConfig, run_config_from_dict
 from vlmo_pipeline.training.runner import SUMMARY_FILE, TrainOutcome, save_outcome, train
 
@@ -102,12 +102,14 @@ def export_outcome(outcome: TrainOutcome, target: str | os.PathLike) -> Path:
     """Write ``outcome`` to ``target`` atomically: into a sibling staging folder, then swapped into place."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        save_outcome(outcome, staging)
-        swap_directory(staging, target)
-    except BaseException:
+    with lock_target(target):  # another process exporting to the same folder fails fast
+        remove_stale_siblings(target)  # staging / retired folders of killed runs
+        staging = staging_dir(target)
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        try:
+            save_outcome(outcome, staging)
+            swap_directory(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return target
