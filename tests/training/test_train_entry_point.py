@@ -47,7 +47,9 @@ def test_entry_point_trains_stage1_from_a_kedro_parameters_file(tiny_world: Path
     assert {"model.safetensors", "config.json", "vocab.txt"} <= {p.name for p in model_dir.iterdir()}
     assert (model_dir / "lightning" / "last.ckpt").is_file()
     assert (tmp_path / "reports" / "stage1" / "metrics.csv").is_file()
-    assert not list(model_dir.parent.glob(".stage1.*")), "staging folders must not be left behind"
+    # only the writer's lock file (.stage1.lock, kept by design: docs/reliability.md) may stay beside the model
+    leftovers = [path.name for path in model_dir.parent.glob(".stage1.*") if path.name != ".stage1.lock"]
+    assert not leftovers, f"staging folders must not be left behind: {leftovers}"
 
 
 def test_run_names_and_sections():
