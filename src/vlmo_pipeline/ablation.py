@@ -177,7 +177,9 @@ def _run_config(setup: AblationSetup, section: str, variant: str, init: Path | N
         values["fresh_start"] = True
     datasets = dict(values.get("data") or {}).get("datasets") or {}
     dataset_dirs = {name: setup.load(f"{name}_arrow") for name in datasets}
-    config = configure_run(values, f"parameters {section} (ablation {variant})", init=init, dataset_dirs=dataset_dirs)
+    config = configure_run(
+        values, f"parameters_{section}.yml (ablation {variant})", path=section, init=init, dataset_dirs=dataset_dirs
+    )
     _check_not_protected(setup, Path(config.output_dir), Path(config.log_dir))
     return config
 
@@ -202,7 +204,12 @@ def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skip
     from vlmo_pipeline.training.launch import configure_run
     from vlmo_pipeline.training.runner import prepare_model
 
-    stage1 = configure_run(setup.section("pretrain_stage1"), "parameters pretrain_stage1", vocab_file=vocab_file)
+    stage1 = configure_run(
+        setup.section("pretrain_stage1"),
+        "parameters_pretrain_stage1.yml",
+        path="pretrain_stage1",
+        vocab_file=vocab_file,
+    )
     if stage1.init not in list_configs():
         raise ValueError(
             f"pretrain_stage1.init {stage1.init!r} is not a registered config name; a fresh model "
@@ -210,7 +217,11 @@ def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skip
         )
     overrides = dict(stage1.model_overrides)
     if "pretrain_stage2" in skipped:
-        overrides.update(configure_run(setup.section("pretrain_stage2"), "parameters pretrain_stage2").model_overrides)
+        overrides.update(
+            configure_run(
+                setup.section("pretrain_stage2"), "parameters_pretrain_stage2.yml", path="pretrain_stage2"
+            ).model_overrides
+        )
     fresh = dataclasses.replace(stage1, init_from=None, model_overrides=overrides)
     tokenizer = VLMoTokenizer(vocab_file, lowercase=True, max_len=fresh.data.max_text_len)
     L.seed_everything(fresh.seed, workers=True, verbose=False)  # as train() does before building its model

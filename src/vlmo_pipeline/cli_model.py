@@ -162,18 +162,12 @@ def _read_model_config(directory: Path):
             f"{directory}: not a model directory: no {' and no '.join(missing)} (expected {MODEL_FILES} "
             "written by save_pretrained)"
         )
-    config_path = directory / CONFIG_NAME
-    text = _read_text(config_path)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CommandError(f"{config_path}: invalid JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise CommandError(f"{config_path}: expected a JSON object of model settings, got a {type(data).__name__}")
-    try:
-        return VLMoConfig.from_dict(data)
-    except (TypeError, ValueError) as error:
-        raise CommandError(f"{config_path}: invalid model config ({error})") from error
+        return VLMoConfig.from_file(directory / CONFIG_NAME)
+    except OSError as error:
+        raise CommandError(_about(directory / CONFIG_NAME, error, "cannot read")) from error
+    except ValueError as error:  # ConfigError: names the file, the field and what is wrong
+        raise CommandError(str(error)) from error
 
 
 def _resolve_device(name: str):

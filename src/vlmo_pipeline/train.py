@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from vlmo_pipeline.schema import ConfigError
 from vlmo_pipeline.training.config import run_config_from_dict
 from vlmo_pipeline.training.launch import export_outcome
 from vlmo_pipeline.training.runner import train
@@ -51,8 +52,9 @@ def resolve_run(name: str) -> str:
     return run
 
 
-def select_section(document: Any, run: str, source: str) -> Mapping[str, Any]:
-    """The run configuration inside a loaded parameters file (see module docstring)."""
+def select_section(document: Any, run: str, source: str) -> tuple[str, Mapping[str, Any]]:
+    """``(section key, run configuration)`` inside a loaded parameters file (see module docstring); the key is
+    ``""`` when the whole file is the run's configuration."""
     if not isinstance(document, Mapping):
         raise ValueError(f"{source}: expected a YAML mapping at the top level")
     section, stage = RUNS[run]
@@ -63,10 +65,12 @@ def select_section(document: Any, run: str, source: str) -> Mapping[str, Any]:
     else:
         if "stage" not in document:
             raise ValueError(f"{source}: no section {section!r} and no top-level 'stage' key")
-        values = document
+        key, values = "", document
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{source}: {key}: expected a mapping of run settings, got {type(values).__name__}")
     if values.get("stage") != stage:
         raise ValueError(f"{source}: run {run!r} needs stage {stage!r}, the file says {values.get('stage')!r}")
-    return values
+    return key, values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.params.is_file():
         raise SystemExit(f"parameters file {args.params} not found")
     document = yaml.safe_load(args.params.read_text(encoding="utf-8"))
-    values = dict(select_section(document, run, str(args.params)))
+    section, values = select_section(document, run, str(args.params))
+    values = dict(values)
     values.setdefault("name", run)
     trainer = dict(values.get("trainer") or {})
     if args.devices is not None:
@@ -97,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     values["trainer"] = trainer
     if args.fresh_start:
         values["fresh_start"] = True
-    config = run_config_from_dict(values, where=str(args.params))
+    try:
+        config = run_config_from_dict(values, where=str(args.params), path=section)
+    except ConfigError as error:  # one line naming the file, the key, the expected type and the value
+        raise SystemExit(f"error: {error}") from None
     outcome = train(config)
     if outcome.is_global_zero:
         target = export_outcome(outcome, args.export_dir or config.output_dir)

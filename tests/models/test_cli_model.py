@@ -276,8 +276,9 @@ def _broken_model(root, tmp_path, name, content):
     "name, content, expected",
     [
         ("config.json", "[1, 2]", "expected a JSON object"),
-        ("config.json", json.dumps({"depth": "four"}), "invalid model config"),
-        ("config.json", json.dumps({"no_such_field": 1}), "invalid model config (config has unknown field(s)"),
+        ("config.json", json.dumps({"depth": "four"}), "config.json: depth: expected an integer, got str 'four'"),
+        ("config.json", json.dumps({"no_such_field": 1}), "config.json: unknown key(s) ['no_such_field']"),
+        ("config.json", json.dumps({"format_version": 99}), "config.json: format_version: expected an integer from 1"),
         ("config.json", b"\xff\xfe{", "not UTF-8 text"),
         ("model.safetensors", b"garbage bytes, not a safetensors file", "cannot load the weights"),
         ("model.safetensors", b"", "cannot load the weights"),

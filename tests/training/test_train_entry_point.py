@@ -58,7 +58,7 @@ def test_run_names_and_sections():
     with pytest.raises(ValueError, match="unknown stage"):
         resolve_run("stage9")
     document = {"finetune_vqa": {"stage": "vqa"}}
-    assert select_section(document, "vqa", "f.yml") == {"stage": "vqa"}
+    assert select_section(document, "vqa", "f.yml") == ("finetune_vqa", {"stage": "vqa"})
     with pytest.raises(ValueError, match="needs stage 'nlvr2'"):
         select_section({"stage": "vqa"}, "nlvr2", "f.yml")
     with pytest.raises(ValueError, match="no section 'finetune_nlvr2'"):

@@ -60,6 +60,7 @@ from vlmo_pipeline.models import VLMo
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.transforms import build_eval_transform
 from vlmo_pipeline.models.vlmo import VOCAB_NAME
+from vlmo_pipeline.schema import build_config
 
 __all__ = [
     "EvaluationConfig",
@@ -111,21 +112,19 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         for name in ("gallery_captions", "gallery_vqa", "gallery_nlvr2"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"parameters evaluate: {name} must be >= 0, got {getattr(self, name)}")
-        if int(self.gallery_depth) < 1:
-            raise ValueError(f"parameters evaluate: gallery_depth must be >= 1, got {self.gallery_depth}")
-        if int(self.rerank_k) < 0:
-            raise ValueError(f"parameters evaluate: rerank_k must be >= 0 (0 = no re-ranking), got {self.rerank_k}")
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.gallery_depth < 1:
+            raise ValueError(f"gallery_depth must be >= 1, got {self.gallery_depth}")
+        if self.rerank_k < 0:
+            raise ValueError(f"rerank_k must be >= 0 (0 = no re-ranking), got {self.rerank_k}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> EvaluationConfig:
-        values = dict(values or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"parameters evaluate: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**{key: list(value) if isinstance(value, (list, tuple)) else value for key, value in values.items()})
+    def from_dict(
+        cls, values: Mapping[str, Any] | None, where: str = "parameters_evaluate.yml", path: str = "evaluate"
+    ) -> EvaluationConfig:
+        """Typed construction (:func:`vlmo_pipeline.schema.build_config`): wrong types and unknown keys are errors."""
+        return build_config(cls, values, where, path)
 
 
 def _load(model_dir: Path, max_text_len: int) -> tuple[VLMo, VLMoTokenizer]:

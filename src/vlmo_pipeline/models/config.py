@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from vlmo_pipeline.schema import ConfigError, build_config, check_fields
 
 #: Task names understood by ``VLMoConfig.loss_names`` (official ``loss_names`` keys plus ``mim``).
 KNOWN_TASKS: tuple[str, ...] = ("itc", "itm", "mlm", "textmlm", "irtr", "vqa", "nlvr2", "mim")
@@ -20,6 +25,9 @@ KNOWN_TASKS: tuple[str, ...] = ("itc", "itm", "mlm", "textmlm", "irtr", "vqa", "
 PRETRAIN_TASKS: tuple[str, ...] = ("itc", "itm", "mlm")
 
 ATTENTION_IMPLS: tuple[str, ...] = ("sdpa", "reference")
+
+#: Layout version of the ``config.json`` that ``save_pretrained`` writes; a file of a newer version is refused.
+CONFIG_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -111,7 +119,12 @@ class VLMoConfig:
     # ------------------------------------------------------------------ checks and (de)serialisation
     def validate(self) -> None:
         """Raise ``ValueError`` naming the offending field when the configuration is inconsistent."""
-        problems = []
+        sizes = ("embed_dim", "depth", "num_heads", "patch_size", "image_size", "in_chans", "vocab_size")
+        problems = [f"{name}={getattr(self, name)} must be >= 1" for name in sizes if getattr(self, name) < 1]
+        if not self.mlp_ratio > 0:
+            problems.append(f"mlp_ratio={self.mlp_ratio} must be > 0")
+        if problems:  # the checks below divide by these sizes
+            raise ValueError("invalid VLMoConfig: " + "; ".join(problems))
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.image_size % self.patch_size:
@@ -136,11 +149,9 @@ class VLMoConfig:
             raise ValueError("invalid VLMoConfig: " + "; ".join(problems))
 
     def replace(self, **overrides: Any) -> VLMoConfig:
-        """Copy with some fields changed (unknown field names raise ``TypeError``)."""
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise TypeError(f"unknown VLMoConfig field(s): {sorted(unknown)}")
-        return dataclasses.replace(self, **overrides)
+        """Copy with some fields changed; each value is type-checked and unknown field names raise
+        :class:`~vlmo_pipeline.schema.ConfigError` (a ``ValueError``)."""
+        return dataclasses.replace(self, **check_fields(VLMoConfig, overrides, "VLMoConfig overrides"))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -148,15 +159,32 @@ class VLMoConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VLMoConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known - {"format_version"}
-        if unknown:
-            raise ValueError(f"config has unknown field(s) {sorted(unknown)}")
-        values = {k: v for k, v in data.items() if k in known}
-        if "loss_names" in values:
-            values["loss_names"] = tuple(values["loss_names"])
-        return cls(**values)
+    def from_dict(cls, data: Mapping[str, Any], where: str = "config") -> VLMoConfig:
+        """Typed construction from a ``config.json`` mapping (:func:`vlmo_pipeline.schema.build_config`): a wrong
+        type, an unknown field or a ``format_version`` newer than :data:`CONFIG_FORMAT_VERSION` raises
+        :class:`~vlmo_pipeline.schema.ConfigError` naming ``where`` and the field."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a JSON object of model settings, got {type(data).__name__}")
+        values = dict(data)
+        version = values.pop("format_version", CONFIG_FORMAT_VERSION)  # files before the field are version 1
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CONFIG_FORMAT_VERSION:
+            raise ConfigError(
+                f"{where}: format_version: expected an integer from 1 to {CONFIG_FORMAT_VERSION} (the newest this "
+                f"version of vlmo_pipeline reads), got {version!r}"
+            )
+        return build_config(cls, values, where)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> VLMoConfig:
+        """Read a ``config.json`` (as written by ``save_pretrained``); errors name the file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not UTF-8 text ({error})") from error
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: invalid JSON ({error})") from error
+        return cls.from_dict(data, where=str(path))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -18,9 +18,9 @@ method                 official counterpart                        returns
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..files import atomic_write_json, atomic_write_via
-from .config import VLMoConfig
+from ..schema import ConfigError
+from .config import CONFIG_FORMAT_VERSION, VLMoConfig
 from .heads import (
     LOGIT_SCALE_INIT,
     ITCHead,
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
-CONFIG_FORMAT_VERSION = 1
 
 
 class NonFiniteWeightsError(ValueError):
@@ -117,6 +117,39 @@ class UnimodalOutput:
     cls_feats: torch.Tensor | None  # (B, D) L2-normalised ITC embedding (None without ITC head)
     cls_vlffn_feats: torch.Tensor | None  # (B, D) L2-normalised VL-FFN embedding, when requested
     raw_cls_feats: torch.Tensor  # (B, D) pre-norm last hidden state at [CLS]
+
+
+_BLOCK_KEY = re.compile(r"^transformer\.blocks\.(\d+)\.")
+
+
+def check_weights_header(config: VLMoConfig, weights_path: str | os.PathLike) -> None:
+    """Raise :class:`~vlmo_pipeline.schema.ConfigError` when the tensor shapes in a ``model.safetensors`` header
+    differ from those ``config`` implies; reads the header only, and builds the expected shapes on the meta
+    device (no memory), after a cheap check of the block count."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.fspath(weights_path), framework="pt") as handle:
+            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises its own error type for a damaged header
+        raise ValueError(f"{weights_path}: cannot load the weights: not a safetensors file ({error})") from error
+    blocks = {int(match.group(1)) for name in shapes if (match := _BLOCK_KEY.match(name))}
+    if blocks and len(blocks) != config.depth:
+        raise ConfigError(
+            f"{weights_path}: the weights hold {len(blocks)} transformer blocks but the config says depth="
+            f"{config.depth}: config.json does not belong to these weights"
+        )
+    with torch.device("meta"):
+        skeleton = VLMo(config)
+    expected = {name: tuple(tensor.shape) for name, tensor in skeleton.state_dict().items()}
+    mismatched = [name for name in expected if name in shapes and shapes[name] != expected[name]]
+    if mismatched:
+        shown = ", ".join(f"{name} {list(shapes[name])} vs {list(expected[name])}" for name in mismatched[:3])
+        more = f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
+        raise ConfigError(
+            f"{weights_path}: {len(mismatched)} tensor(s) differ in shape from what config.json describes "
+            f"(file vs config: {shown}{more}): config.json does not belong to these weights"
+        )
 
 
 @torch.no_grad()
@@ -582,11 +615,11 @@ class VLMo(nn.Module):
         for path in (config_path, weights_path):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: not a VLMo save_pretrained directory")
-        try:
-            config_data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{config_path}: invalid JSON ({error})") from error
-        config = VLMoConfig.from_dict(config_data).replace(**overrides)
+        saved_config = VLMoConfig.from_file(config_path)
+        # The saved config must describe the saved weights: compare sizes with the weights file's header before
+        # anything of the config's size is allocated (a `depth: 100000` fails here, not after gigabytes).
+        check_weights_header(saved_config, weights_path)
+        config = saved_config.replace(**overrides)
         state_dict = load_file(str(weights_path))
         check_finite_weights(state_dict, str(weights_path), allow_non_finite)
         model = cls(config)

@@ -1,8 +1,9 @@
 """Configuration of one training run (a pretraining stage or a fine-tuning task) as dataclasses.
 
 A Kedro parameters section (``conf/base/parameters_<pipeline>.yml``) or a ``--params`` YAML file for
-``python -m vlmo_pipeline.train`` is turned into a :class:`RunConfig` by :func:`run_config_from_dict`; unknown keys
-are errors naming the offending key, so a typo never silently falls back to a default.
+``python -m vlmo_pipeline.train`` is turned into a :class:`RunConfig` by :func:`run_config_from_dict`: every value is
+checked against its field's type and unknown keys are errors, each naming the file and the key
+(:mod:`vlmo_pipeline.schema`), so a typo or a quoted ``"false"`` never silently changes the run.
 
 Stages / tasks (``RunConfig.stage``):
 
@@ -19,12 +20,12 @@ Stages / tasks (``RunConfig.stage``):
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmo_pipeline.schema import build_config, plain
 from vlmo_pipeline.training.freezing import STAGE1_TRAINABLE, STAGE2_TRAINABLE
 from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES
 from vlmo_pipeline.training.optim import OptimConfig
@@ -87,7 +88,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: int = 1
     num_nodes: int = 1
-    precision: str = "auto"
+    precision: str | int = "auto"  # "auto" or any Lightning precision: "bf16-mixed", "32-true", 32, ...
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     log_every_n_steps: int = 10
@@ -286,54 +287,15 @@ class RunConfig:
         return data
 
 
-def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, recursing into dataclass fields; unknown keys raise."""
-    if values is None:
-        return cls()
-    if isinstance(values, cls):
-        return values
-    if not isinstance(values, Mapping):
-        raise TypeError(f"{where}: expected a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    nested = {
-        "data": DataConfig,
-        "optim": OptimConfig,
-        "trainer": TrainerConfig,
-        "mim": MIMConfig,
-        "mlm": MLMConfig,
-        "retrieval": RetrievalConfig,
-    }
-    for key, value in values.items():
-        if cls is RunConfig and key in nested:
-            kwargs[key] = _build(nested[key], value, f"{where}.{key}")
-        else:
-            kwargs[key] = _plain(value)
-    try:
-        return cls(**kwargs)
-    except TypeError as error:
-        raise ValueError(f"{where}: {error}") from error
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf / Kedro containers → plain dicts and lists (so dataclasses hold ordinary Python values)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
-def run_config_from_dict(values: Mapping[str, Any], where: str = "parameters", **overrides: Any) -> RunConfig:
-    """Build a :class:`RunConfig` from a parameters mapping (``overrides`` replace top-level keys)."""
-    merged = dict(_plain(values))
+def run_config_from_dict(
+    values: Mapping[str, Any], where: str = "parameters", path: str = "", **overrides: Any
+) -> RunConfig:
+    """Build a :class:`RunConfig` from a parameters mapping, every value type-checked
+    (:func:`vlmo_pipeline.schema.build_config`); ``overrides`` replace top-level keys. ``where`` names the source
+    (a parameters file) and ``path`` the section inside it, for error messages."""
+    merged = dict(plain(values))
     merged.update(overrides)
-    config = _build(RunConfig, merged, where)
+    config = build_config(RunConfig, merged, where, path)
     optim = config.optim
     if isinstance(optim.warmup, float) and optim.warmup.is_integer() and optim.warmup > 1:
         config.optim = dataclasses.replace(optim, warmup=int(optim.warmup))

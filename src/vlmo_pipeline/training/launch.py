@@ -32,18 +32,20 @@ __all__ = ["configure_run", "train_for_catalog", "launch_torchrun", "export_outc
 def configure_run(
     params: Mapping[str, Any],
     where: str,
+    path: str = "",
     init: str | os.PathLike | None = None,
     vocab_file: str | os.PathLike | None = None,
     dataset_dirs: Mapping[str, str | os.PathLike] | None = None,
 ) -> RunConfig:
     """Parameters → :class:`RunConfig`, with the starting model, vocabulary and dataset folders that the
-    catalog provides taking precedence over the parameter file's defaults."""
+    catalog provides taking precedence over the parameter file's defaults. ``where`` (the parameters file) and
+    ``path`` (the section inside it) name the source in errors."""
     overrides: dict[str, Any] = {}
     if init is not None:
         overrides["init"] = os.fspath(init)
     if vocab_file is not None:
         overrides["vocab_file"] = os.fspath(vocab_file)
-    config = run_config_from_dict(params, where=where, **overrides)
+    config = run_config_from_dict(params, where=where, path=path, **overrides)
     for name, directory in (dataset_dirs or {}).items():
         config.data.dataset_dirs[name] = os.fspath(directory)
     return config

@@ -15,17 +15,19 @@ from typing import Any
 
 def train_node(
     params: Mapping[str, Any],
-    where: str,
+    section: str,
     init: str | os.PathLike | None = None,
     vocab_dir: str | os.PathLike | None = None,
     dataset_dirs: Mapping[str, str | os.PathLike] | None = None,
 ) -> tuple:
     """`configure_run` + `train_for_catalog` (see :mod:`vlmo_pipeline.training.launch`): returns the model-directory
     writer (or, for several devices, the directory torchrun exported) and the training summary. ``vocab_dir``: a
-    directory holding the vocabulary file (the `vocab` pipeline's output)."""
+    directory holding the vocabulary file (the `vocab` pipeline's output). ``section``: the parameters section
+    (``pretrain_stage1``), which lives in ``conf/<env>/parameters_<section>.yml``; errors name both."""
     from vlmo_pipeline.models.vlmo import VOCAB_NAME
     from vlmo_pipeline.training.launch import configure_run, train_for_catalog
 
     vocab_file = None if vocab_dir is None else Path(vocab_dir) / VOCAB_NAME
-    config = configure_run(params, where, init=init, vocab_file=vocab_file, dataset_dirs=dataset_dirs)
+    where = f"parameters_{section}.yml"
+    config = configure_run(params, where, path=section, init=init, vocab_file=vocab_file, dataset_dirs=dataset_dirs)
     return train_for_catalog(config)

@@ -67,17 +67,17 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
-            raise ValueError(f"OptimConfig.lr must be > 0; got {self.lr}")
+            raise ValueError(f"optim.lr must be > 0; got {self.lr}")
         if self.weight_decay < 0:
-            raise ValueError(f"OptimConfig.weight_decay must be >= 0; got {self.weight_decay}")
+            raise ValueError(f"optim.weight_decay must be >= 0; got {self.weight_decay}")
         if self.lr_mult <= 0:
-            raise ValueError(f"OptimConfig.lr_mult must be > 0; got {self.lr_mult}")
+            raise ValueError(f"optim.lr_mult must be > 0; got {self.lr_mult}")
         # Accept lists from YAML and normalise to tuples (the dataclass is frozen, hence object.__setattr__).
         object.__setattr__(self, "betas", tuple(float(beta) for beta in self.betas))
         object.__setattr__(self, "head_names", tuple(self.head_names))
         object.__setattr__(self, "no_decay_substrings", tuple(self.no_decay_substrings))
         if len(self.betas) != 2:
-            raise ValueError(f"OptimConfig.betas must have two values; got {self.betas}")
+            raise ValueError(f"optim.betas must have two values; got {self.betas}")
 
 
 def param_groups(

@@ -192,7 +192,7 @@ def _apply_freezing(module: VLMoTaskModule, config: RunConfig) -> dict[str, int]
 
 
 # ---------------------------------------------------------------------------------------------- trainer
-def _precision(config: RunConfig) -> str:
+def _precision(config: RunConfig) -> str | int:
     if config.trainer.precision != "auto":
         return config.trainer.precision
     on_gpu = torch.cuda.is_available() and config.trainer.accelerator in ("auto", "gpu", "cuda")

@@ -16,6 +16,7 @@ from pathlib import Path
 from vlmo_pipeline.data.datasets import ShardedArrowTable, list_shards
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer, train_wordpiece_vocab
 from vlmo_pipeline.models.vlmo import VOCAB_NAME
+from vlmo_pipeline.schema import build_config
 
 __all__ = ["VocabConfig", "corpus_lines", "build_vocab"]
 
@@ -35,14 +36,9 @@ class VocabConfig:
     corpora: dict[str, list[str]] = field(default_factory=lambda: {"text": ["train"]})
 
     @classmethod
-    def from_dict(cls, values: Mapping | None) -> VocabConfig:
-        values = dict(values or {})
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"parameters vocab: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        if "corpora" in values:
-            values["corpora"] = {str(name): list(splits) for name, splits in dict(values["corpora"]).items()}
-        return cls(**values)
+    def from_dict(cls, values: Mapping | None, where: str = "parameters_vocab.yml", path: str = "vocab") -> VocabConfig:
+        """Typed construction (:func:`vlmo_pipeline.schema.build_config`): wrong types and unknown keys are errors."""
+        return build_config(cls, values, where, path)
 
 
 def corpus_lines(dataset_dir: str | os.PathLike, splits: list[str]) -> Iterator[str]:

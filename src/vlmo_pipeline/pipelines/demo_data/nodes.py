@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmo_pipeline.data.demo_world import generate_demo_world
+from vlmo_pipeline.data.demo_world import DEFAULT_N_IMAGES, generate_demo_world
+from vlmo_pipeline.schema import build_config
 
 # One catalog entry per raw tree (data/01_raw/<name>), so Kedro-Viz shows which ingest node reads which tree.
 # Each tree carries the generator's marker file, `.demo_world.json`: the raw_* catalog entries
 # (`protect_unless`) replace a marked tree on re-generation but never a user's real dataset.
 RAW_DATASETS = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
+
+
+@dataclass(frozen=True)
+class DemoDataParams:
+    """The ``demo_data`` parameters section (conf/base/parameters_demo_data.yml), type-checked."""
+
+    staging_dir: str
+    n_images: int = DEFAULT_N_IMAGES
+    seed: int = 0
+    image_size: int = 64
+    show_progress: bool = True
 
 
 def generate_world(params: dict[str, Any]) -> tuple:
@@ -21,13 +34,14 @@ def generate_world(params: dict[str, Any]) -> tuple:
     (on the same disk as ``data/01_raw``); each returned path is then *moved* into place by its
     ``DirectoryDataset``. Returns the eight tree paths in ``RAW_DATASETS`` order, then the summary.
     """
-    staging = Path(params["staging_dir"])
+    settings = build_config(DemoDataParams, params, "parameters_demo_data.yml", "demo_data")
+    staging = Path(settings.staging_dir)
     shutil.rmtree(staging, ignore_errors=True)
     summary = generate_demo_world(
         staging,
-        n_images=int(params["n_images"]),
-        seed=int(params["seed"]),
-        image_size=int(params["image_size"]),
-        show_progress=bool(params.get("show_progress", True)),
+        n_images=settings.n_images,
+        seed=settings.seed,
+        image_size=settings.image_size,
+        show_progress=settings.show_progress,
     )
     return (*(staging / name for name in RAW_DATASETS), summary)

@@ -15,4 +15,4 @@ def finetune_nlvr2(init_model: Path, nlvr2_arrow: Path, params: dict[str, Any]) 
     Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
-    return train_node(params, "parameters finetune_nlvr2", init=init_model, dataset_dirs={"nlvr2": nlvr2_arrow})
+    return train_node(params, "finetune_nlvr2", init=init_model, dataset_dirs={"nlvr2": nlvr2_arrow})

@@ -15,4 +15,4 @@ def finetune_retrieval_coco(init_model: Path, coco_arrow: Path, params: dict[str
     Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
-    return train_node(params, "parameters finetune_retrieval_coco", init=init_model, dataset_dirs={"coco": coco_arrow})
+    return train_node(params, "finetune_retrieval_coco", init=init_model, dataset_dirs={"coco": coco_arrow})

@@ -15,4 +15,4 @@ def finetune_retrieval_f30k(init_model: Path, f30k_arrow: Path, params: dict[str
     Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
-    return train_node(params, "parameters finetune_retrieval_f30k", init=init_model, dataset_dirs={"f30k": f30k_arrow})
+    return train_node(params, "finetune_retrieval_f30k", init=init_model, dataset_dirs={"f30k": f30k_arrow})

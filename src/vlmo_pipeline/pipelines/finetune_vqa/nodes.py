@@ -15,4 +15,4 @@ def finetune_vqa(init_model: Path, vqav2_arrow: Path, params: dict[str, Any]) ->
     Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
-    return train_node(params, "parameters finetune_vqa", init=init_model, dataset_dirs={"vqav2": vqav2_arrow})
+    return train_node(params, "finetune_vqa", init=init_model, dataset_dirs={"vqav2": vqav2_arrow})

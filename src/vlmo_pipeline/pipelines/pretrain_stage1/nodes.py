@@ -19,7 +19,7 @@ def pretrain_stage1(
     """
     return train_node(
         params,
-        "parameters pretrain_stage1",
+        "pretrain_stage1",
         vocab_dir=vocab,
         dataset_dirs={"coco": coco_arrow, "vg": vg_arrow, "cc3m": cc3m_arrow, "sbu": sbu_arrow},
     )

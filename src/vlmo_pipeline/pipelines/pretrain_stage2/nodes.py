@@ -15,4 +15,4 @@ def pretrain_stage2(init_model: Path, text_arrow: Path, params: dict[str, Any]) 
     Returns the model-directory writer
     (or, for several devices, the directory torchrun exported) and the training summary.
     """
-    return train_node(params, "parameters pretrain_stage2", init=init_model, dataset_dirs={"text": text_arrow})
+    return train_node(params, "pretrain_stage2", init=init_model, dataset_dirs={"text": text_arrow})

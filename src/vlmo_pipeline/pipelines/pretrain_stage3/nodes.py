@@ -19,7 +19,7 @@ def pretrain_stage3(
     """
     return train_node(
         params,
-        "parameters pretrain_stage3",
+        "pretrain_stage3",
         init=init_model,
         dataset_dirs={"coco": coco_arrow, "vg": vg_arrow, "cc3m": cc3m_arrow, "sbu": sbu_arrow},
     )
