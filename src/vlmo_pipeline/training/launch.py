@@ -24,6 +24,7 @@ import yaml
 
 from vlmo_pipeline.files import lock_target, remove_stale_siblings, staging_dir, swap_directory
 from vlmo_pipeline.training.config import RunConfig, run_config_from_dict
+from vlmo_pipeline.training.multinode import write_launch_files
 from vlmo_pipeline.training.runner import SUMMARY_FILE, TrainOutcome, save_outcome, train
 
 __all__ = ["configure_run", "train_for_catalog", "launch_torchrun", "export_outcome"]
@@ -63,10 +64,7 @@ def train_for_catalog(config: RunConfig) -> tuple[Callable[[Path], Any] | Path, 
 def launch_torchrun(config: RunConfig) -> tuple[Path, dict[str, Any]]:
     """Train on ``config.trainer.devices`` local devices with torchrun; return the exported directory + summary."""
     if config.trainer.num_nodes > 1:
-        raise ValueError(
-            f"{config.name}: multi-node training cannot be started from a Kedro node; run "
-            "`python -m vlmo_pipeline.train` under torchrun/SLURM on every node (see README)"
-        )
+        raise write_launch_files(config)  # the launch folder, and the commands to run on every node
     output = Path(config.output_dir)
     output.parent.mkdir(parents=True, exist_ok=True)
     export_dir = output.with_name(f".{output.name}.export-{os.getpid()}")

@@ -237,7 +237,8 @@ def build_trainer(config: RunConfig, extra_callbacks: list[Any] | None = None) -
         deterministic=settings.deterministic,
         logger=CSVLogger(save_dir=config.log_dir, name="", version=""),
         callbacks=[guard, *(extra_callbacks or []), checkpoint, *progress],
-        default_root_dir=config.output_dir,
+        # Where Lightning's SLURM auto-requeue saves hpc_ckpt_<n>.ckpt on SIGUSR1 (see _resume_checkpoint).
+        default_root_dir=config.checkpoint_dir,
     )
 
 
@@ -350,9 +351,12 @@ def _resume_checkpoint(config: RunConfig, fingerprint: dict[str, Any], is_global
     See ``trainer.resume`` (:class:`~vlmo_pipeline.training.config.TrainerConfig`); ``fresh_start`` = ``never``.
     """
     checkpoint_dir = config.checkpoint_dir
-    last = checkpoint_dir / LAST_CHECKPOINT
     recorded_path = checkpoint_dir / FINGERPRINT_FILE
     mode = "never" if config.fresh_start else config.trainer.resume
+    # last.ckpt, or the newer checkpoint Lightning saved when SLURM announced a preemption (SIGUSR1, sbatch.sh)
+    candidates = [checkpoint_dir / LAST_CHECKPOINT, *checkpoint_dir.glob("hpc_ckpt_*.ckpt")]
+    candidates = [path for path in candidates if path.is_file()]
+    last = max(candidates, key=lambda path: path.stat().st_mtime_ns, default=checkpoint_dir / LAST_CHECKPOINT)
     if mode != "never" and last.is_file():
         recorded = json.loads(recorded_path.read_text()) if recorded_path.is_file() else None
         differences = fingerprint_differences(recorded, fingerprint)
@@ -493,6 +497,9 @@ def train(config: RunConfig) -> TrainOutcome:
             # files ... will be deleted" warning is moot here.
             warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    if trainer.is_global_zero:  # a finished run's last.ckpt supersedes the preemption checkpoints (full size each)
+        for preempted in config.checkpoint_dir.glob("hpc_ckpt_*.ckpt"):
+            preempted.unlink()
     if earlier_log is not None:
         _merge_logs(earlier_log, Path(config.log_dir) / "metrics.csv")
     bad = non_finite_tensors(module.state_dict())
