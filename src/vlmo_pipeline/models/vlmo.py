@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..files import atomic_write_json, atomic_write_via
 from ..schema import ConfigError
@@ -235,6 +236,7 @@ class VLMo(nn.Module):
         self.config = config
         dim = config.embed_dim
         self.num_layers = config.depth
+        self.activation_checkpointing = False  # a training-time setting, not part of the model (see setter)
         self.layout = RelPosLayout(config.grid_size, config.max_text_len_of_initckpt)
         if config.use_relative_position_bias:
             # Zero-initialised and never touched by an init function (official behaviour).
@@ -359,6 +361,13 @@ class VLMo(nn.Module):
         self._build_heads(new_config)
         return self
 
+    def set_activation_checkpointing(self, enabled: bool = True) -> VLMo:
+        """Recompute each MoME block's activations in the backward pass instead of keeping them (training only):
+        activation memory falls from one set per block to the blocks' inputs, for about one more forward pass of
+        compute. Results are unchanged (dropout and drop-path replay their random state)."""
+        self.activation_checkpointing = bool(enabled)
+        return self
+
     def set_attention_impl(self, impl: str) -> None:
         """``"sdpa"`` (fused kernel) or ``"reference"`` (explicit official computation)."""
         self.config = self.config.replace(attention_impl=impl)
@@ -427,8 +436,13 @@ class VLMo(nn.Module):
         """Run blocks ``start..stop-1``; if ``keep`` is an int, also return the output of block ``keep``."""
         kept = None
         stop = self.num_layers if stop is None else stop
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for index in range(start, stop):
-            x = self.transformer.blocks[index](x, modality, key_padding_mask, biases[index], text_len)
+            block = self.transformer.blocks[index]
+            if recompute:  # keep only the block's inputs; recompute its activations (same RNG) in backward
+                x = checkpoint(block, x, modality, key_padding_mask, biases[index], text_len, use_reentrant=False)
+            else:
+                x = block(x, modality, key_padding_mask, biases[index], text_len)
             if keep is not None and index == keep:
                 kept = x
         return x, kept

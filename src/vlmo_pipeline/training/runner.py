@@ -461,6 +461,7 @@ def train(config: RunConfig) -> TrainOutcome:
     vocab_file = resolve_vocab_file(config)
     tokenizer = VLMoTokenizer(vocab_file, lowercase=True, max_len=config.data.max_text_len)
     model = prepare_model(config, tokenizer.vocab_size)
+    model.set_activation_checkpointing(config.trainer.activation_checkpointing)
     if config.data.max_text_len > model.config.max_text_len:
         raise ValueError(
             f"{config.name}: data.max_text_len={config.data.max_text_len} exceeds the model's "
