@@ -4,7 +4,8 @@
 
 Sub-commands come from the modules that own them: `demo-data` from the demo-world generator, the model commands
 (`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.cli_model`; `summary` prints what the pipelines produced;
-`verify` checks Arrow datasets against their manifests (sha256, row counts, schema, reject log).
+`verify` checks Arrow datasets against their manifests (sha256, row counts, schema, reject log);
+`merge-manifests` assembles a dataset from the parts of a partitioned ingestion.
 
 Every failure a user can cause is ONE line on stderr, ``vlmo <command>: error: <path>: <what is wrong>``: exit status
 2 for usage errors (unknown or missing options, bad option values), 1 for runtime errors (missing or corrupt files).
@@ -104,6 +105,32 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _merge_manifests(args: argparse.Namespace) -> int:
+    """Assemble a dataset folder from its partitions (vlmo_pipeline.data.partitions.merge_partitions)."""
+    from vlmo_pipeline.data.partitions import PartitionError, merge_partitions
+    from vlmo_pipeline.files import TargetLockedError
+
+    try:
+        result = merge_partitions(args.dataset_dir, args.parts or None, verify=args.verify)
+    except (PartitionError, TargetLockedError) as error:
+        raise CommandError(str(error)) from error
+    manifest = result.manifest
+    splits = ", ".join(f"{split}={rows}" for split, rows in manifest["splits"].items()) or "no splits"
+    if result.status == "merged":
+        how = ", ".join(f"{n} {verb}" for n, verb in ((result.linked, "hard-linked"), (result.copied, "copied")) if n)
+        print(
+            f"merged {result.parts} parts into {result.dataset_dir}: {manifest['dataset']} {splits} "
+            f"({len(manifest['shards'])} shards: {how}; {manifest['rejects']} rejects)"
+        )
+    elif result.status == "up to date":
+        print(f"up to date: {result.dataset_dir} already holds the merge of these {result.parts} parts ({splits})")
+    else:
+        print(
+            f"nothing to merge: {result.dataset_dir} was merged from {result.parts} parts and no part folders are left"
+        )
+    return 0
+
+
 def _demo_data_errors(run):
     """demo-data reports bad option values (ValueError) and a folder holding real data (FileExistsError)."""
 
@@ -136,6 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("dirs", nargs="+", metavar="DIR", help="dataset directory, or a folder of dataset directories")
     verify.add_argument("--quick", action="store_true", help="check sizes, rows and schemas only (no sha256)")
     verify.set_defaults(func=guarded(_verify))
+
+    merge = commands.add_parser(
+        "merge-manifests",
+        help="assemble a dataset from the parts of a partitioned ingestion (ingest.num_partitions)",
+        description="Assemble DATASET_DIR from the parts that `kedro run --params ingest.num_partitions=N,"
+        "ingest.partition=i` wrote (default: every DATASET_DIR.part-<i>-of-<N> folder beside it). Checks that all N "
+        "parts are there once, complete and ingested from the same input with the same settings, then swaps in one "
+        "dataset: shards hard-linked and renamed, reject logs concatenated, one manifest. Re-running is harmless.",
+    )
+    merge.add_argument(
+        "dataset_dir", metavar="DATASET_DIR", help="the dataset folder to write, e.g. data/03_primary/coco"
+    )
+    merge.add_argument("parts", nargs="*", metavar="PART_DIR", help="part folders (default: DATASET_DIR.part-*-of-N)")
+    merge.add_argument("--verify", action="store_true", help="re-hash every part's shards (sha256) before merging")
+    merge.set_defaults(func=guarded(_merge_manifests))
 
     from vlmo_pipeline import cli_model
     from vlmo_pipeline.data import demo_world

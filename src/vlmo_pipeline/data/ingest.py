@@ -107,6 +107,11 @@ class IngestConfig:
     (default off: ``outside_root`` reject). exif_transpose: store images with an EXIF orientation upright
     (re-encoded as lossless PNG). max_reject_rate: the run fails when more than this fraction of a split's rows
     (or of the dataset's) is rejected, or when a split with input keeps no row (see :func:`check_outcome`).
+    num_partitions / partition: > 1 splits the run across independent machines without a shared scheduler: this
+    run keeps only the items (records and rejects) at positions ``partition``, ``partition + num_partitions``, ...
+    of the reader's stream (each in exactly one partition), after a full metadata pass, so dataset-wide facts (the
+    VQA answer vocabulary, the rest_val carve) are those of the whole input; ``vlmo merge-manifests`` assembles
+    the parts (:mod:`vlmo_pipeline.data.partitions`). 1 (the default): the whole dataset, as before.
     """
 
     shard_rows: int | None = 5000
@@ -130,6 +135,8 @@ class IngestConfig:
     allow_outside_symlinks: bool = False
     exif_transpose: bool = True
     max_reject_rate: float = 0.5
+    num_partitions: int = 1
+    partition: int = 0
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -163,6 +170,12 @@ class IngestConfig:
             raise ValueError(
                 f"max_reject_rate must be in [0, 1] (1 = only a split without any kept row fails), "
                 f"got {self.max_reject_rate}"
+            )
+        if self.num_partitions < 1:
+            raise ValueError(f"num_partitions must be >= 1 (1 = no partitioning), got {self.num_partitions}")
+        if not 0 <= self.partition < self.num_partitions:
+            raise ValueError(
+                f"partition must be in 0..num_partitions-1 = 0..{self.num_partitions - 1}, got {self.partition}"
             )
         # Accept a list from YAML/Kedro parameters but keep the dataclass hashable.
         object.__setattr__(self, "vqa_vocab_splits", tuple(self.vqa_vocab_splits))
@@ -412,11 +425,24 @@ def ingest_dataset(
     ``image_root``: vqav2 only, the COCO root holding ``train2014/`` and ``val2014/`` (default
     ``<raw_root>/../coco``). ``reader_options``: extra keyword arguments for the family's ``open_*`` reader
     (explicit file paths replacing the standard names, see each reader). A re-run replaces the previous output.
+
+    With ``config.num_partitions`` > 1, ``out_dir`` receives partition ``config.partition``'s share only (normally
+    :func:`vlmo_pipeline.data.partitions.partition_dir` of the dataset folder), a complete mini-dataset whose
+    manifest also records the partition and a fingerprint of the whole record stream (what the merge compares).
+    The outcome checks apply to the partition's own counts, so a machine whose copy of the raw tree is broken fails
+    there instead of hiding in the merged sums.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     source = open_raw_source(name, raw_root, config, image_root, reader_options)
     out_dir = prepare_output_dir(out_dir, extra_files=[*source.artifacts, FAILURE_NAME])
+    items, expected, label, selector = source.items, source.total, name, None
+    if config.num_partitions > 1:
+        from vlmo_pipeline.data.partitions import PartitionSelector  # imported here: partitions imports this module
+
+        selector = PartitionSelector(config.partition, config.num_partitions)
+        items, expected = selector.select(source.items), selector.share(source.total)
+        label = f"{name} {selector.label}"
     writers = SplitWriters(
         out_dir,
         schema_for(name),
@@ -428,10 +454,10 @@ def ingest_dataset(
     rows_per_split: Counter[str] = Counter()
     tally = OutcomeTally()
     # The bar counts written rows against the number of annotated records (rejects shown as a postfix).
-    progress = Progress(source.total, f"ingest {name}", unit="row", mode="auto" if show_progress else "off")
+    progress = Progress(expected, f"ingest {label}", unit="row", mode="auto" if show_progress else "off")
     try:
-        total = source.total if source.has_images else 0  # no images: nothing for workers to do
-        with contextlib.closing(process_items(source.items, config, total, name)) as results:
+        total = expected if source.has_images else 0  # no images: nothing for workers to do
+        with contextlib.closing(process_items(items, config, total, name)) as results:
             for result in results:
                 if isinstance(result, Reject):
                     rejects.add(result)
@@ -480,6 +506,8 @@ def ingest_dataset(
         "artifacts": sorted(source.artifacts),
         "info": _jsonable(source.info),
     }
+    if selector is not None:
+        manifest["partition"] = selector.record()
     problems, outcome = check_outcome(name, manifest["splits"], tally, config.max_reject_rate)
     if problems:
         summary = {
@@ -492,11 +520,11 @@ def ingest_dataset(
             "parameters": manifest["parameters"],
         }
         write_json_atomic(out_dir / FAILURE_NAME, summary)
-        message = format_failure(name, problems, outcome)
+        message = format_failure(label, problems, outcome)
         print(message, flush=True)
         raise IngestOutcomeError(message, summary)
     write_manifest(out_dir, manifest)
-    print(format_summary(name, manifest), flush=True)
+    print(format_summary(label, manifest), flush=True)
     return manifest
 
 

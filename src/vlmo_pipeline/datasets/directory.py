@@ -6,7 +6,10 @@ back a *writer*: ``save(writer)`` calls ``writer(tmp_dir)`` on a sibling tempora
 place with renames, so a killed run never leaves a half-written directory at the catalog path. ``load()``
 returns the directory's ``Path`` for the next node.
 
-``save`` also accepts a finished directory (a ``Path``), which is moved into place the same way.
+``save`` also accepts a finished directory (a ``Path``), which is moved into place the same way. A writer may
+redirect its output: when it has a ``target_for(path)`` method, the directory it returns is written (locked,
+staged and swapped the same way) instead of ``path``, which stays untouched. A partitioned ingestion writes its
+part this way, beside the dataset folder the catalog names (:mod:`vlmo_pipeline.data.partitions`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ class DirectoryDataset(AbstractDataset[Path, "DirectoryWriter | Path"]):
 
     def save(self, data: DirectoryWriter | Path) -> None:
         target = self._path
+        redirect = getattr(data, "target_for", None)
+        if callable(redirect):
+            target = Path(redirect(self._path))
         if target.exists() and self._protect_unless and not (target / self._protect_unless).exists():
             raise DatasetError(
                 f"refusing to replace {target}: it has no {self._protect_unless} marker, so it was not written by "
