@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vlmo_pipeline.train import RUNS as TRAIN_RUNS
+from vlmo_pipeline.training.runs import FINETUNING_RUNS, PRETRAINING_RUNS, RUNS
 
 __all__ = [
     "VARIANTS",
@@ -65,11 +65,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FULL = "full"
-PRETRAIN_SECTIONS = ("pretrain_stage1", "pretrain_stage2", "pretrain_stage3")
-FINETUNE_SECTIONS = ("finetune_retrieval_coco", "finetune_retrieval_f30k", "finetune_vqa", "finetune_nlvr2")
-#: Kedro parameters section -> run name (model folder, training summary, evaluation model key): the table of
-#: runs that `python -m vlmo_pipeline.train` already keeps, read the other way round.
-RUN_NAMES: dict[str, str] = {section: run for run, (section, _) in TRAIN_RUNS.items()}
+PRETRAIN_SECTIONS = tuple(run.pipeline for run in PRETRAINING_RUNS)
+FINETUNE_SECTIONS = tuple(run.pipeline for run in FINETUNING_RUNS)
+#: Kedro parameters section -> run name (model folder, training summary, evaluation model key), from the registry.
+RUN_NAMES: dict[str, str] = {run.pipeline: run.name for run in RUNS}
 #: variant -> the pretraining stages it leaves out (stage 1, when kept, is the demo's own model: not retrained)
 VARIANTS: dict[str, tuple[str, ...]] = {
     "no_stage1": ("pretrain_stage1",),
@@ -79,12 +78,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 #: catalog entry a variant starts from -> the demo run that wrote it
 STARTING_RUNS = {"stage1_model": "stage1"}
 #: catalog entry of the demo's model directory of each training section
-MODEL_ENTRIES = {
-    "pretrain_stage1": "stage1_model",
-    "pretrain_stage2": "stage2_model",
-    "pretrain_stage3": "pretrained_model",
-    **{section: f"{RUN_NAMES[section]}_model" for section in FINETUNE_SECTIONS},
-}
+MODEL_ENTRIES = {run.pipeline: run.model_output for run in RUNS}
 #: the evaluation's Arrow datasets (catalog ``<name>_arrow``)
 EVALUATION_DATASETS = ("coco", "f30k", "vqav2", "nlvr2")
 #: table column -> (header, path of the value in metrics.json)

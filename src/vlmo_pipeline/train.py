@@ -29,27 +29,12 @@ from vlmo_pipeline.schema import ConfigError
 from vlmo_pipeline.training.config import run_config_from_dict
 from vlmo_pipeline.training.launch import export_outcome
 from vlmo_pipeline.training.runner import train
-
-#: Run name → (Kedro parameters section, RunConfig.stage).
-RUNS: dict[str, tuple[str, str]] = {
-    "stage1": ("pretrain_stage1", "stage1"),
-    "stage2": ("pretrain_stage2", "stage2"),
-    "stage3": ("pretrain_stage3", "stage3"),
-    "retrieval_coco": ("finetune_retrieval_coco", "retrieval"),
-    "retrieval_f30k": ("finetune_retrieval_f30k", "retrieval"),
-    "vqa": ("finetune_vqa", "vqa"),
-    "nlvr2": ("finetune_nlvr2", "nlvr2"),
-}
-_BY_SECTION = {section: run for run, (section, _) in RUNS.items()}
+from vlmo_pipeline.training.runs import get_run
 
 
 def resolve_run(name: str) -> str:
-    """Normalise a run or pipeline name to a key of :data:`RUNS` (``ValueError`` listing the valid names)."""
-    run = _BY_SECTION.get(name, name)
-    if run not in RUNS:
-        valid = sorted(RUNS) + sorted(_BY_SECTION)
-        raise ValueError(f"unknown stage {name!r}; expected one of {valid}")
-    return run
+    """Normalise a run or pipeline name to a run name of the registry (``ValueError`` listing the valid names)."""
+    return get_run(name).name
 
 
 def select_section(document: Any, run: str, source: str) -> tuple[str, Mapping[str, Any]]:
@@ -57,7 +42,8 @@ def select_section(document: Any, run: str, source: str) -> tuple[str, Mapping[s
     ``""`` when the whole file is the run's configuration."""
     if not isinstance(document, Mapping):
         raise ValueError(f"{source}: expected a YAML mapping at the top level")
-    section, stage = RUNS[run]
+    spec = get_run(run)
+    section, stage = spec.pipeline, spec.stage
     for key in (section, run):
         if key in document:
             values = document[key]

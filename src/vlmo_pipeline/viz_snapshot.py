@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmo_pipeline.files import atomic_write_bytes
+from vlmo_pipeline.training.runs import FINETUNING_RUNS, PRETRAINING_RUNS
 
 # Chromium flags for a closed network: without the background-networking ones it keeps trying to reach
 # Google's services; the resolver rule makes every host name but the loopback fail at once (the Kedro-Viz page
@@ -77,14 +78,8 @@ KEDRO_VIZ_SETTINGS = {
 #: Pipeline groups pictured one by one: group name -> the registered pipelines (= node tags) it shows.
 GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("demo_data", "ingest", "vocab"),
-    "pretraining": ("pretrain_stage1", "pretrain_stage2", "pretrain_stage3"),
-    "finetuning": (
-        "finetune_retrieval_coco",
-        "finetune_retrieval_f30k",
-        "finetune_vqa",
-        "finetune_nlvr2",
-        "evaluate",
-    ),
+    "pretraining": tuple(run.pipeline for run in PRETRAINING_RUNS),
+    "finetuning": (*(run.pipeline for run in FINETUNING_RUNS), "evaluate"),
 }
 
 #: Zoom the window is sized for (Kedro-Viz's own fit then decides), and the window's bounds in CSS pixels.

@@ -55,7 +55,7 @@ def test_entry_point_trains_stage1_from_a_kedro_parameters_file(tiny_world: Path
 def test_run_names_and_sections():
     assert resolve_run("pretrain_stage2") == "stage2"
     assert resolve_run("finetune_retrieval_f30k") == "retrieval_f30k"
-    with pytest.raises(ValueError, match="unknown stage"):
+    with pytest.raises(ValueError, match="unknown run 'stage9'"):
         resolve_run("stage9")
     document = {"finetune_vqa": {"stage": "vqa"}}
     assert select_section(document, "vqa", "f.yml") == ("finetune_vqa", {"stage": "vqa"})

@@ -54,6 +54,7 @@ from vlmo_pipeline.training.guards import DivergenceGuard, TrainingDivergedError
 from vlmo_pipeline.training.logs import configure_training_logs
 from vlmo_pipeline.training.modules import VLMoTaskModule, build_module
 from vlmo_pipeline.training.parameter_table import TABLE_NAME, trainable_parameter_table, write_parameter_table
+from vlmo_pipeline.training.runs import get_run
 from vlmo_pipeline.training.sampling import ResumeStateCallback
 
 __all__ = [
@@ -381,10 +382,12 @@ def _resume_checkpoint(config: RunConfig, fingerprint: dict[str, Any], is_global
 
 
 def _section(config: RunConfig) -> str:
-    """The Kedro parameters section of a run (``pretrain_stage1``, ``finetune_vqa``, ...), for messages."""
-    if config.stage in ("stage1", "stage2", "stage3"):
-        return f"pretrain_{config.stage}"
-    return f"finetune_{config.name}"
+    """The Kedro parameters section of a run (``pretrain_stage1``, ``finetune_vqa``, ...), for messages; a run
+    outside the registry (another name) is named as it is."""
+    try:
+        return get_run(config.name).pipeline
+    except ValueError:
+        return config.name
 
 
 def _set_aside_log(config: RunConfig) -> Path | None:

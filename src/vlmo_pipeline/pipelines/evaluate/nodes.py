@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vlmo_pipeline.training.runs import RUNS
+
 #: Training summaries the node receives, in chain order (names of the `<name>_training_summary` datasets).
-TRAINED_RUNS = ("stage1", "stage2", "stage3", "retrieval_coco", "retrieval_f30k", "vqa", "nlvr2")
+TRAINED_RUNS = tuple(run.name for run in RUNS)
 
 
 def evaluate_models(

@@ -3,6 +3,7 @@
 from kedro.pipeline import Pipeline, node
 
 from vlmo_pipeline.pipelines.evaluate.nodes import TRAINED_RUNS, evaluate_models
+from vlmo_pipeline.training.runs import get_run
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -21,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "vqav2_arrow",
                     "nlvr2_arrow",
                     "params:evaluate",
-                    *(f"{name}_training_summary" for name in TRAINED_RUNS),
+                    *(get_run(name).summary_output for name in TRAINED_RUNS),
                 ],
                 outputs=["metrics", "evaluation_report"],
                 name="evaluate_models",
