@@ -1,7 +1,7 @@
 """Evaluation metrics (spec §5.3–5.5) and their chance / majority baselines.
 
-* :class:`VQAScore` — torchmetrics ``Metric``: soft score of the arg-max answer, reported in **[0, 100]**
-  (the unit of the VQA leaderboard and the paper's tables; ``metrics.json`` stores it the same way).
+* :class:`VQAScore` (defined in :mod:`vlmo_pipeline.training.metrics`, which training logs from) — soft score of
+  the arg-max answer, reported in **[0, 100]** (the unit of the VQA leaderboard and the paper's tables).
 * :func:`retrieval_recall` — dual-encoder R@K in both directions over the full image × caption matrix,
   computed in row chunks (a 5k × 25k matrix never materialises); :class:`RetrievalRecall` accumulates
   features over batches/ranks and calls it.
@@ -19,6 +19,9 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+# The VQA score is logged during fine-tuning too; training may not import evaluation, so it lives there.
+from vlmo_pipeline.training.metrics import VQAScore, vqa_scores_of_argmax
+
 __all__ = [
     "VQAScore",
     "vqa_scores_of_argmax",
@@ -29,42 +32,6 @@ __all__ = [
     "majority_class_accuracy",
     "recall_keys",
 ]
-
-
-# --------------------------------------------------------------------------------------------------- VQA
-
-
-def vqa_scores_of_argmax(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-    """(B,) soft target score of each question's arg-max answer (official ``VQAScore`` per sample, in [0, 1])."""
-    if logits.ndim != 2 or logits.shape != soft_targets.shape:
-        raise ValueError(
-            f"logits and soft_targets must both be (B, num_labels); got {tuple(logits.shape)} and "
-            f"{tuple(soft_targets.shape)}"
-        )
-    predicted = logits.argmax(dim=1, keepdim=True)
-    return soft_targets.float().gather(1, predicted).squeeze(1)
-
-
-class VQAScore(Metric):
-    """VQA accuracy: mean soft score of the predicted (arg-max) answer, ×100 (range [0, 100])."""
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, soft_targets: torch.Tensor) -> None:  # type: ignore[override]
-        scores = vqa_scores_of_argmax(logits.detach(), soft_targets.detach())
-        self.score_sum += scores.double().sum()
-        self.count += scores.shape[0]
-
-    def compute(self) -> torch.Tensor:
-        """Score in percent; 0 when nothing was seen."""
-        return 100.0 * self.score_sum / self.count.clamp(min=1)
 
 
 # --------------------------------------------------------------------------------------------------- retrieval

@@ -14,7 +14,6 @@ image controls.
 computes the chance / majority baselines on the same sets, and returns the ``metrics.json`` dictionary
 (:func:`vlmo_pipeline.evaluation.report.assemble_metrics`) together with the report's example gallery
 (:mod:`vlmo_pipeline.evaluation.gallery`), built from the rankings and predictions of that same scoring pass.
-:func:`evaluate_all` returns the metrics only.
 """
 
 from __future__ import annotations
@@ -65,7 +64,6 @@ from vlmo_pipeline.schema import build_config
 __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
-    "evaluate_all",
     "run_evaluation",
     "RETRIEVAL_DATASETS",
     "MODEL_NAMES",
@@ -170,16 +168,6 @@ class EvaluationResult:
     metrics: dict[str, Any]
     #: examples for the report (retrieval gallery, VQA and NLVR2 predictions)
     gallery: Gallery
-
-
-def evaluate_all(
-    config: EvaluationConfig,
-    model_dirs: Mapping[str, Path],
-    dataset_dirs: Mapping[str, Path],
-    stage_summaries: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Score every fine-tuned model; returns the ``metrics.json`` dictionary (see :func:`run_evaluation`)."""
-    return run_evaluation(config, model_dirs, dataset_dirs, stage_summaries).metrics
 
 
 def run_evaluation(

@@ -39,7 +39,6 @@ __all__ = [
     "DataConfig",
     "MIMConfig",
     "MLMConfig",
-    "RetrievalConfig",
     "RunConfig",
     "run_config_from_dict",
     "DEFAULT_STAGE1_TRAINABLE",
@@ -121,8 +120,8 @@ class TrainerConfig:
 class DataConfig:
     """Which Arrow datasets and splits to read, and how to batch and transform them.
 
-    ``datasets`` maps a dataset name (a folder under ``root``, e.g. ``coco``) to its training splits;
-    ``eval_splits`` maps names to the splits evaluated after training (fine-tuning). ``dataset_dirs`` overrides
+    ``datasets`` maps a dataset name (a folder under ``root``, e.g. ``coco``) to its training splits (evaluation
+    splits are the ``evaluate`` pipeline's parameters). ``dataset_dirs`` overrides
     the folder of a dataset (the Kedro nodes fill it from their catalog inputs). ``max_text_len`` is the padded
     token length (<= the model's ``max_text_len``). ``augment=False`` trains on the evaluation transform (plain
     resize): the official random crop + RandAugment (``randaug``) + flip (``hflip``) are on by default, but crops
@@ -131,7 +130,6 @@ class DataConfig:
 
     root: str = "data/03_primary"
     datasets: dict[str, list[str]] = field(default_factory=dict)
-    eval_splits: dict[str, list[str]] = field(default_factory=dict)
     dataset_dirs: dict[str, str] = field(default_factory=dict)
     batch_size: int = 32
     eval_batch_size: int = 64
@@ -160,11 +158,10 @@ class DataConfig:
             raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0; got {self.num_workers}")
-        for name, splits in {**self.datasets, **self.eval_splits}.items():
+        for name, splits in self.datasets.items():
             if isinstance(splits, str) or not splits:
                 raise ValueError(f"data: splits of {name!r} must be a non-empty list, got {splits!r}")
         self.datasets = {name: list(splits) for name, splits in self.datasets.items()}
-        self.eval_splits = {name: list(splits) for name, splits in self.eval_splits.items()}
 
     def dataset_dir(self, name: str) -> Path:
         """Folder of dataset ``name``: ``dataset_dirs[name]`` if given, else ``root/name``."""
@@ -198,14 +195,6 @@ class MLMConfig:
     whole_word_masking: bool = True
     budget_over_padded_length: bool = True
     weight: float | None = None
-
-
-@dataclass
-class RetrievalConfig:
-    """Retrieval evaluation: recall K values; ``rerank_k > 0`` re-ranks the top-k with ITM (needs an ITM head)."""
-
-    ks: list[int] = field(default_factory=lambda: [1, 5, 10])
-    rerank_k: int = 0
 
 
 @dataclass
@@ -253,7 +242,6 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     mim: MIMConfig = field(default_factory=MIMConfig)
     mlm: MLMConfig = field(default_factory=MLMConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

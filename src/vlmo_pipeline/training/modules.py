@@ -17,11 +17,11 @@ import torch
 import torchmetrics
 from torch import nn
 
-from vlmo_pipeline.evaluation.metrics import VQAScore
 from vlmo_pipeline.models import VLMo
 from vlmo_pipeline.models.vlmo import trunc_normal_
 from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.distributed import all_gather_no_grad
+from vlmo_pipeline.training.metrics import VQAScore
 from vlmo_pipeline.training.objectives import (
     VL_MLM_WEIGHT,
     PixelRegressionTarget,
