@@ -4,8 +4,10 @@ Runs the same code as the Kedro nodes (:func:`vlmo_pipeline.training.runner.trai
 or SLURM (Lightning picks up the rank environment), e.g.::
 
     python -m vlmo_pipeline.train stage1 --params conf/base/parameters_pretrain_stage1.yml
-    torchrun --nproc_per_node=8 -m vlmo_pipeline.train stage3 --params conf/paper/parameters_pretrain_stage3.yml \\
-        --devices 8
+    torchrun --nproc_per_node=8 -m vlmo_pipeline.train stage3 --params data/08_reporting/stage3_launch/params.yml
+
+(``params.yml`` as a Kedro node writes it for a multi-node run: the resolved section, conf/paper's differences
+applied; conf/paper's own files hold only those differences and are not complete runs.)
 
 ``<stage>`` is a run name (``stage1``, ``stage2``, ``stage3``, ``retrieval_coco``, ``retrieval_f30k``, ``vqa``,
 ``nlvr2``) or the pipeline name (``pretrain_stage1``, ``finetune_vqa``, ...). ``FILE.yml`` is a Kedro parameters

@@ -64,7 +64,8 @@ def _stage1_model(paper: dict, vocab: Path, directory: Path) -> Path:
     """What conf/paper's stage 1 hands on, at tiny size: its model_overrides on vlmo_tiny (whose relative-position
     table gets the official 196-token text budget), saved the way stage 1 saves (MIM parts dropped)."""
     section = dict(paper["pretrain_stage1"], init="vlmo_tiny", init_from=None, vocab_file=str(vocab))
-    section["model_overrides"] = {**section["model_overrides"], "max_text_len_of_initckpt": 196}
+    # tiny images: conf/paper states the official 224 px (the demo's base section sets 48)
+    section["model_overrides"] = {**section["model_overrides"], "max_text_len_of_initckpt": 196, "image_size": 64}
     config = configure_run(section, "conf/paper pretrain_stage1 (tiny)")
     model = prepare_model(config, VLMoTokenizer(vocab, lowercase=True).vocab_size)
     model.set_tasks(())
@@ -127,7 +128,8 @@ def test_stage1_passes_its_starting_weights_through(paper: dict, tiny_world: Pat
     leaves every weight exactly as the stage built it (BEiT's in the paper run, a seeded tiny init here)."""
     vocab = tiny_world.parent / "vocab" / "vocab.txt"
     section = dict(paper["pretrain_stage1"], init="vlmo_tiny", init_from=None, vocab_file=str(vocab))
-    section["model_overrides"] = {**section["model_overrides"], "max_text_len_of_initckpt": 196}
+    # tiny images: conf/paper states the official 224 px (the demo's base section sets 48)
+    section["model_overrides"] = {**section["model_overrides"], "max_text_len_of_initckpt": 196, "image_size": 64}
     config = configure_run(section, "conf/paper pretrain_stage1 (tiny)", dataset_dirs={"coco": tiny_world / "coco"})
     config.data.datasets = {"coco": ["train"]}
     paper_steps, paper_warmup = config.trainer.max_steps, config.optim.warmup
