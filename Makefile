@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 # Only when the files are missing; without npm (or offline) it warns and `make plots` falls back to DVC's CDN page.
 $(VEGA)/versions.json: | $(STAMP)
-	@$(PY) -m vlmo_pipeline.dvc_plots fetch --vega-dir $(VEGA) || echo "warning: vega not fetched; make plots will use DVC's default page, which needs a network"
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots configure --vega-dir $(VEGA) || echo "warning: plain \`dvc plots show\` will load vega from a CDN; \`make plots\` still renders offline"
+	@$(PY) -m vlmo_pipeline.tools.dvc_plots fetch --vega-dir $(VEGA) || echo "warning: vega not fetched; make plots will use DVC's default page, which needs a network"
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.tools.dvc_plots configure --vega-dir $(VEGA) || echo "warning: plain \`dvc plots show\` will load vega from a CDN; \`make plots\` still renders offline"
 
 # The whole chain through DVC (demo world -> ingest -> vocab -> 3 pretraining stages -> 4 fine-tunes -> evaluate);
 # a second `make demo` re-runs only stages whose code, parameters or inputs changed.
@@ -38,7 +38,7 @@ $(VEGA)/versions.json: | $(STAMP)
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 	$(PY) -m vlmo_pipeline.console summary
-	@$(PY) -m vlmo_pipeline.viz_snapshot --out data/08_reporting/kedro_viz.png || echo "warning: no Kedro-Viz screenshot (it needs Chromium: scripts/install_chromium.sh)"
+	@$(PY) -m vlmo_pipeline.tools.viz_snapshot --out data/08_reporting/kedro_viz.png || echo "warning: no Kedro-Viz screenshot (it needs Chromium: scripts/install_chromium.sh)"
 	@$(MAKE) --no-print-directory plots
 
 # The stage-wise pretraining ablation (not part of `make demo`): `dvc repro` first (a no-op when the demo is up to
@@ -51,8 +51,8 @@ ablation: setup
 
 # `dvc plots show` (loss per stage, recall@K) as a page that renders offline -> data/08_reporting/dvc_plots/index.html
 plots: setup
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots configure --vega-dir $(VEGA) >/dev/null 2>&1 || true
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.dvc_plots show --vega-dir $(VEGA) --out data/08_reporting/dvc_plots
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.tools.dvc_plots configure --vega-dir $(VEGA) >/dev/null 2>&1 || true
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m vlmo_pipeline.tools.dvc_plots show --vega-dir $(VEGA) --out data/08_reporting/dvc_plots
 
 # The evaluation numbers as one Markdown table per task (dvc metrics show, regrouped), chance beside each number.
 # METRICS_ARGS="--diff" compares with HEAD, "--all" adds timings and the per-stage training table.
@@ -80,7 +80,7 @@ viz: setup
 
 # Screenshot of the pipeline graph in headless Chromium -> data/08_reporting/kedro_viz.png
 viz-snapshot: setup
-	$(PY) -m vlmo_pipeline.viz_snapshot --out data/08_reporting/kedro_viz.png
+	$(PY) -m vlmo_pipeline.tools.viz_snapshot --out data/08_reporting/kedro_viz.png
 
 bench: setup
 	$(PY) benchmarks/ingest.py

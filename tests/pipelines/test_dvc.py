@@ -22,7 +22,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.pipelines.test_kedro_training_pipelines import RUNS, _tiny_params
-from vlmo_pipeline.dvc_plots import REMOTE_SCRIPT, VEGA_PACKAGES, missing_vega_files
+from vlmo_pipeline.tools.dvc_plots import REMOTE_SCRIPT, VEGA_PACKAGES, missing_vega_files
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +173,7 @@ def test_chain_reaches_evaluate_then_metrics_and_plots_show_its_numbers(dvc_repo
 
     # make plots: every stage's loss log and the recall@K table are in the page, which loads no remote script
     vega_dir = Path(sys.prefix) / "vega"
-    command = [sys.executable, "-m", "vlmo_pipeline.dvc_plots", "show", "--out", "data/08_reporting/dvc_plots"]
+    command = [sys.executable, "-m", "vlmo_pipeline.tools.dvc_plots", "show", "--out", "data/08_reporting/dvc_plots"]
     if not missing_vega_files(vega_dir):
         command += ["--vega-dir", str(vega_dir)]
     printed = _sh(dvc_repo, *command)

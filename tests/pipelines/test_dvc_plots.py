@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from vlmo_pipeline.dvc_plots import (
+from vlmo_pipeline.tools.dvc_plots import (
     MANIFEST,
     REMOTE_SCRIPT,
     VEGA_PACKAGES,
@@ -29,7 +29,7 @@ from vlmo_pipeline.dvc_plots import (
     missing_vega_files,
     show_plots,
 )
-from vlmo_pipeline.viz_snapshot import CHROMIUM_FLAGS, find_chromium
+from vlmo_pipeline.tools.viz_snapshot import CHROMIUM_FLAGS, find_chromium
 
 TEMPLATE = REPO / "scripts" / "dvc_plots_template.html"
 VEGA_DIR = Path(sys.prefix) / "vega"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vlmo_pipeline.pipeline_registry import register_pipelines
-from vlmo_pipeline.viz_snapshot import DEFAULT_VIEWS, GROUPS, WHOLE, find_chromium, sibling_png, snapshot
+from vlmo_pipeline.tools.viz_snapshot import DEFAULT_VIEWS, GROUPS, WHOLE, find_chromium, sibling_png, snapshot
 
 # What Kedro-Viz's onboarding tour and update banner put on the page (kedro-viz 12.5 bundle).
 TOUR_TITLES = (

@@ -17,9 +17,9 @@ DVC's default page loads vega, vega-lite and vega-embed from a public CDN, so it
 The output folder is written beside its final place and renamed into it, so a failed run leaves the previous
 page intact.
 
-    python -m vlmo_pipeline.dvc_plots fetch [--vega-dir DIR]
-    python -m vlmo_pipeline.dvc_plots configure [--vega-dir DIR]
-    python -m vlmo_pipeline.dvc_plots show [--out data/08_reporting/dvc_plots] [--vega-dir DIR] [TARGET ...]
+    python -m vlmo_pipeline.tools.dvc_plots fetch [--vega-dir DIR]
+    python -m vlmo_pipeline.tools.dvc_plots configure [--vega-dir DIR]
+    python -m vlmo_pipeline.tools.dvc_plots show [--out data/08_reporting/dvc_plots] [--vega-dir DIR] [TARGET ...]
 """
 
 from __future__ import annotations
