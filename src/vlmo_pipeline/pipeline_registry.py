@@ -6,8 +6,8 @@ from functools import partial
 
 from kedro.pipeline import Pipeline
 
+from vlmo_pipeline.data.registry import DATASETS
 from vlmo_pipeline.pipelines import demo_data, evaluate, ingest, train, vocab
-from vlmo_pipeline.pipelines.demo_data.nodes import RAW_DATASETS
 from vlmo_pipeline.pipelines.ingest.pipeline import create_dataset_pipeline
 from vlmo_pipeline.training.runs import RUNS
 
@@ -25,7 +25,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "demo_data": demo_data.create_pipeline(),
         "ingest": ingest.create_pipeline(),
     }
-    for name in RAW_DATASETS:
+    for name in DATASETS:
         pipelines[f"ingest_{name}"] = create_dataset_pipeline(name)
     for name, create_pipeline in TRAINING_PIPELINES.items():
         pipelines[name] = create_pipeline()

@@ -11,7 +11,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from vlmo_pipeline.pipelines.demo_data.nodes import RAW_DATASETS
+from vlmo_pipeline.data.registry import DATASETS as RAW_DATASETS
 
 TINY_WORLD = {"demo_data": {"n_images": 16, "show_progress": False}, "ingest": {"workers": 0}}
 

@@ -35,9 +35,9 @@ from vlmo_pipeline.data.img2dataset_layout import (
     atomic_write_text,
     write_img2dataset,
 )
+from vlmo_pipeline.data.registry import DATASETS
 
 DEFAULT_N_IMAGES = 400
-DATASETS = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
 MARKER_FILE = ".demo_world.json"
 FORMAT_VERSION = 1
 DEMO_HOST = "https://demo.invalid"

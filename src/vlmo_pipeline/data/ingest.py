@@ -58,6 +58,7 @@ from vlmo_pipeline.data.raw import (
 )
 from vlmo_pipeline.data.raw.records import RawItem, RawSource, Reject
 from vlmo_pipeline.data.raw.safe_io import DEFAULT_MAX_IMAGE_BYTES
+from vlmo_pipeline.data.registry import DATASETS
 from vlmo_pipeline.progress import Progress
 
 FAILURE_NAME = "ingest_failed.json"
@@ -74,8 +75,6 @@ class IngestOutcomeError(RuntimeError):
 class IngestWorkerError(RuntimeError):
     """A chunk of records failed on a Dask worker (after its retries): names the dataset, chunk and records."""
 
-
-DATASETS: tuple[str, ...] = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
 
 #: ``IngestConfig.cluster`` value that starts a :class:`distributed.LocalCluster` for the run.
 LOCAL_CLUSTER = "local"

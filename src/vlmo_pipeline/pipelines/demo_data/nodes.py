@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from vlmo_pipeline.data.demo_world import DEFAULT_N_IMAGES, generate_demo_world
+from vlmo_pipeline.data.registry import DATASETS
 from vlmo_pipeline.schema import build_config
 
-# One catalog entry per raw tree (data/01_raw/<name>), so Kedro-Viz shows which ingest node reads which tree.
-# Each tree carries the generator's marker file, `.demo_world.json`: the raw_* catalog entries
-# (`protect_unless`) replace a marked tree on re-generation but never a user's real dataset.
-RAW_DATASETS = ("coco", "f30k", "vg", "cc3m", "sbu", "vqav2", "nlvr2", "text")
+# One catalog entry per raw tree (data/01_raw/<name>, names from data/registry.py), so Kedro-Viz shows which ingest
+# node reads which tree. Each tree carries the generator's marker file, `.demo_world.json`: the raw_* catalog
+# entries (`protect_unless`) replace a marked tree on re-generation but never a user's real dataset.
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def generate_world(params: dict[str, Any]) -> tuple:
 
     The generator writes all trees together (VQAv2 asks about the COCO images), into ``params["staging_dir"]``
     (on the same disk as ``data/01_raw``); each returned path is then *moved* into place by its
-    ``DirectoryDataset``. Returns the eight tree paths in ``RAW_DATASETS`` order, then the summary.
+    ``DirectoryDataset``. Returns the eight tree paths in ``DATASETS`` order, then the summary.
     """
     settings = build_config(DemoDataParams, params, "parameters_demo_data.yml", "demo_data")
     staging = Path(settings.staging_dir)
@@ -44,4 +44,4 @@ def generate_world(params: dict[str, Any]) -> tuple:
         image_size=settings.image_size,
         show_progress=settings.show_progress,
     )
-    return (*(staging / name for name in RAW_DATASETS), summary)
+    return (*(staging / name for name in DATASETS), summary)

@@ -2,7 +2,8 @@
 
 from kedro.pipeline import Pipeline, node
 
-from vlmo_pipeline.pipelines.demo_data.nodes import RAW_DATASETS, generate_world
+from vlmo_pipeline.data.registry import DATASETS
+from vlmo_pipeline.pipelines.demo_data.nodes import generate_world
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 generate_world,
                 inputs="params:demo_data",
-                outputs=[*(f"raw_{name}" for name in RAW_DATASETS), "demo_world_summary"],
+                outputs=[*(f"raw_{name}" for name in DATASETS), "demo_world_summary"],
                 name="generate_demo_world",
                 tags=["demo_data"],
             )

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from vlmo_pipeline.pipelines.demo_data.nodes import RAW_DATASETS
+from vlmo_pipeline.data.registry import DATASETS
 from vlmo_pipeline.pipelines.ingest.nodes import make_ingest_node
 
 
@@ -26,4 +26,4 @@ def create_dataset_pipeline(dataset: str) -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     """`ingest`: every dataset."""
-    return sum((create_dataset_pipeline(name) for name in RAW_DATASETS), Pipeline([]))
+    return sum((create_dataset_pipeline(name) for name in DATASETS), Pipeline([]))
