@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from vlmo_pipeline.data.demo_world import generate_demo_world
+from vlmo_pipeline.data.demo import generate_demo_world
 from vlmo_pipeline.models import create_model
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from vlmo_pipeline.data import demo_world, scenes
-from vlmo_pipeline.data.demo_world import generate_demo_world
-from vlmo_pipeline.data.img2dataset_layout import DownloadRow, sample_key, write_img2dataset
+from vlmo_pipeline.data.demo import generate_demo_world, language, nlvr2, vqav2
+from vlmo_pipeline.data.demo import scene as scenes
+from vlmo_pipeline.data.demo import world as demo_world
+from vlmo_pipeline.data.demo.img2dataset import DownloadRow, sample_key, write_img2dataset
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SAMPLES = SHARED / "datasamples"
@@ -373,7 +374,7 @@ def test_wikitext_structure(world):
 
 def test_vqa_yes_no_is_balanced_and_text_alone_predicts_little():
     rng = random.Random(7)
-    qas = [scenes.vqa_questions(scenes.sample_scene(rng, 64), rng, 4) for _ in range(1500)]
+    qas = [vqav2.vqa_questions(scenes.sample_scene(rng, 64), rng, 4) for _ in range(1500)]
     train = [qa for per_image in qas[:1000] for qa in per_image]
     test = [qa for per_image in qas[1000:] for qa in per_image]
     yes_no = [qa.answer for qa in train if qa.answer_type == "yes/no"]
@@ -445,7 +446,7 @@ def test_nlvr2_statements_are_computed_from_the_scenes():
     rng = random.Random(3)
     forms = set()
     for _ in range(400):
-        statement = scenes.random_statement(rng)
+        statement = nlvr2.random_statement(rng)
         left, right = (scenes.sample_scene(rng, 64, focus=list(statement.focus)) for _ in range(2))
         assert statement.holds(left, right) == _truth_from_sentence(statement.sentence, left, right), statement.sentence
         words = statement.sentence.split()
@@ -457,20 +458,23 @@ def test_text_mentions_only_what_the_scene_contains():
     rng = random.Random(11)
     red_circles = scenes.sample_scene(rng, 64, n_objects=3, focus=[("red", "circle")], focus_prob=1.0)
     assert {(o.color, o.shape) for o in red_circles.objects} == {("red", "circle")}
-    vocabulary = set(scenes.COLOR_NAMES) | set(scenes.SHAPES) | {scenes.plural(s) for s in scenes.SHAPES}
+    vocabulary = set(scenes.COLOR_NAMES) | set(scenes.SHAPES) | {language.plural(s) for s in scenes.SHAPES}
     for _ in range(300):
         scene = scenes.sample_scene(rng, 64) if _ else red_circles
         allowed = (
             {o.color for o in scene.objects}
             | {o.shape for o in scene.objects}
-            | {scenes.plural(o.shape) for o in scene.objects}
+            | {language.plural(o.shape) for o in scene.objects}
         )
-        texts = scenes.scene_captions(scene, rng, 6) + [scenes.web_caption(scene, rng), scenes.user_caption(scene, rng)]
-        texts += [phrase for phrase, _ in scenes.region_phrases(scene, rng)]
+        texts = language.scene_captions(scene, rng, 6) + [
+            language.web_caption(scene, rng),
+            language.user_caption(scene, rng),
+        ]
+        texts += [phrase for phrase, _ in language.region_phrases(scene, rng)]
         for text in texts:
             mentioned = set(re.findall(r"[a-z]+", text.lower())) & vocabulary
             assert mentioned <= allowed, (text, scene.objects)
-        captions = scenes.scene_captions(scene, rng, 5)
+        captions = language.scene_captions(scene, rng, 5)
         for obj in scene.objects:  # every object's colour appears in some caption (retrieval needs it)
             assert any(obj.color in caption for caption in captions)
 
@@ -488,7 +492,7 @@ def test_relations_and_positions_agree_with_the_geometry():
             for b in scene.objects:
                 if a is b:
                     continue
-                words = scenes.relation_words(a, b)
+                words = language.relation_words(a, b)
                 assert words
                 assert ("to the left of" in words) == (a.box[0] + a.box[2] <= b.box[0])
                 assert ("to the right of" in words) == (b.box[0] + b.box[2] <= a.box[0])
@@ -522,9 +526,9 @@ def test_region_boxes_frame_every_shape_and_the_pixels_show_the_named_colours(wo
 def _random_captions(rng, scene):
     """Every kind of pretraining caption the world writes for one scene (COCO/F30K, CC3M, SBU, VG)."""
     return (
-        scenes.scene_caption_objects(scene, rng, 6)
-        + [scenes.web_caption_object(scene, rng), scenes.user_caption_object(scene, rng)]
-        + [caption for caption, _ in scenes.region_caption_objects(scene, rng)]
+        language.scene_caption_objects(scene, rng, 6)
+        + [language.web_caption_object(scene, rng), language.user_caption_object(scene, rng)]
+        + [caption for caption, _ in language.region_caption_objects(scene, rng)]
     )
 
 
@@ -542,7 +546,7 @@ def test_caption_truth_follows_the_words():
     number = {word: n for n, word in enumerate(scenes.NUMBER_WORDS)}
     for _ in range(300):
         scene, other = scenes.sample_scene(rng, 48), scenes.sample_scene(rng, 48)
-        for caption in scenes.scene_caption_objects(scene, rng, 6):
+        for caption in language.scene_caption_objects(scene, rng, 6):
             words = re.findall(r"[a-z]+", caption.text)
             named = collections.Counter()
             for i, word in enumerate(words):
@@ -580,11 +584,11 @@ def test_question_families_cover_every_generated_question():
     rng = random.Random(24)
     families = collections.Counter()
     for _ in range(300):
-        for qa in scenes.vqa_questions(scenes.sample_scene(rng, 48), rng, 9):
-            families[scenes.question_family(qa.question)] += 1
-    assert set(families) == set(scenes.QUESTION_FAMILIES)
+        for qa in vqav2.vqa_questions(scenes.sample_scene(rng, 48), rng, 9):
+            families[vqav2.question_family(qa.question)] += 1
+    assert set(families) == set(vqav2.QUESTION_FAMILIES)
     assert min(families.values()) > 0.1 * sum(families.values())
-    assert scenes.question_family("Why is the sky blue?") == "unmatched"
+    assert vqav2.question_family("Why is the sky blue?") == "unmatched"
 
 
 # --------------------------------------------------------------------------------------------- safety and CLI

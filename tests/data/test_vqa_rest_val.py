@@ -158,7 +158,7 @@ def test_training_reads_train_plus_trainable_val_and_validates_on_rest_val(tree:
 
 def test_carve_of_the_demo_world(tmp_path: Path):
     """The project's demo-world generator → ingest with the carve: the same partition on its VQA val."""
-    from vlmo_pipeline.data.demo_world import generate_demo_world
+    from vlmo_pipeline.data.demo import generate_demo_world
 
     generate_demo_world(tmp_path / "raw", n_images=16, show_progress=False)
     raw = tmp_path / "raw" / "vqav2"

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from vlmo_pipeline.data.collate import collate
 from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset
-from vlmo_pipeline.data.scenes import QUESTION_FAMILIES, question_family
+from vlmo_pipeline.data.demo.vqav2 import QUESTION_FAMILIES, question_family
 from vlmo_pipeline.evaluation.controls import (
     derange_groups,
     derangement,

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from vlmo_pipeline.data.collate import collate
 from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset, load_answer_vocab
-from vlmo_pipeline.data.scenes import QUESTION_FAMILIES, question_family
+from vlmo_pipeline.data.demo.vqav2 import QUESTION_FAMILIES, question_family
 from vlmo_pipeline.evaluation.evaluate import evaluate_retrieval
 from vlmo_pipeline.evaluation.gallery import (
     GALLERY_FILES,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vlmo_pipeline.data.demo_world import generate_demo_world
+from vlmo_pipeline.data.demo import generate_demo_world
 from vlmo_pipeline.data.ingest import IngestConfig, ingest_dataset
 from vlmo_pipeline.training.config import RunConfig, run_config_from_dict
 from vlmo_pipeline.training.vocab import VocabConfig, build_vocab

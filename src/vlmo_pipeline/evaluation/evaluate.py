@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Subset
 
 from vlmo_pipeline.data.collate import collate
 from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset
-from vlmo_pipeline.data.scenes import question_family
+from vlmo_pipeline.data.demo.vqav2 import question_family
 from vlmo_pipeline.evaluation.metrics import (
     RetrievalRecall,
     VQAScore,

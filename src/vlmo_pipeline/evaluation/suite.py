@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from vlmo_pipeline.data.collate import collate
 from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset
-from vlmo_pipeline.data.scenes import QUESTION_FAMILIES
+from vlmo_pipeline.data.demo.vqav2 import QUESTION_FAMILIES
 from vlmo_pipeline.evaluation.controls import with_blank_images, with_shuffled_images
 from vlmo_pipeline.evaluation.evaluate import (
     VQA_ANSWER_TYPES,
@@ -76,7 +76,7 @@ logger = logging.getLogger(__name__)
 RETRIEVAL_DATASETS = ("coco", "f30k")
 #: model directories the evaluation reads: the four fine-tuned models and the stage-3 pretrained model (the only
 #: one with an ITM head: held-out ITM accuracy and the re-ranking of retrieval)
-MODEL_NAMES = ("retrieval_coco", "retrieval_f30k", "vqa", "nlvr2", "stage3")
+MODEL_NAMES = (*(f"retrieval_{name}" for name in RETRIEVAL_DATASETS), "vqa", "nlvr2", "stage3")
 #: The retrieval dataset whose test captions the report's retrieval gallery shows.
 GALLERY_RETRIEVAL_DATASET = "coco"
 #: The caption dataset (split: ``retrieval_split``) of the held-out ITM accuracy.
@@ -180,8 +180,8 @@ def run_evaluation(
     report's examples.
 
     Args:
-        model_dirs: ``retrieval_coco``, ``retrieval_f30k``, ``vqa``, ``nlvr2`` → fine-tuned model directories,
-            ``stage3`` → the stage-3 pretrained model directory.
+        model_dirs: :data:`MODEL_NAMES` → model directories: ``retrieval_<dataset>``, ``vqa``, ``nlvr2`` the
+            fine-tuned ones, ``stage3`` the stage-3 pretrained model.
         dataset_dirs: ``coco``, ``f30k``, ``vqav2``, ``nlvr2`` → Arrow dataset directories.
         stage_summaries: training summaries per stage/task (go to ``metrics["model"]["stages"]``).
     """

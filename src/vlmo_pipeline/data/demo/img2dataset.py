@@ -1,4 +1,5 @@
-"""Write image/caption collections the way img2dataset leaves a finished download (and the demo's file writes).
+"""The img2dataset side of the demo's CC3M and SBU: a simulated download (about 2 % of rows fail) and the output
+folder img2dataset leaves after it (the layout :mod:`vlmo_pipeline.data.raw.img2dataset` reads).
 
 Real CC3M and SBU users download the images with img2dataset. Its output folder holds, per shard of
 ``samples_per_shard`` input rows (shard names ``%05d``):
@@ -23,16 +24,22 @@ import hashlib
 import io
 import json
 import math
+import random
 import tarfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vlmo_pipeline import files
+from vlmo_pipeline.data.demo.output import atomic_write_bytes, atomic_write_json
+from vlmo_pipeline.data.demo.scene import encode_jpeg, render_scene, sample_scene
+
+if TYPE_CHECKING:
+    from vlmo_pipeline.data.demo.world import World
 
 # 2021-06-01 00:00:00 UTC: a fixed "download time" so the tree is byte-identical for a seed.
 FIXED_EPOCH = 1622505600.0
@@ -55,25 +62,13 @@ PARQUET_SCHEMA = pa.schema(
 
 OUTPUT_FORMATS = ("files", "webdataset")
 
-
-# --------------------------------------------------------------------------------------------- atomic writes
-
-
-# The demo world is written into a staging folder that is renamed into place when complete, so its single files
-# need no fsync (durable=False); parent folders are created on the way. The JSON keeps json.dumps' default style
-# (one line unless ``indent``, no final newline), like the real annotation files.
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    files.atomic_write_bytes(path, data, durable=False, parents=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    files.atomic_write_text(path, text, durable=False, parents=True)
-
-
-def atomic_write_json(path: str | Path, obj: object, indent: int | None = None) -> None:
-    files.atomic_write_json(path, obj, indent=indent, trailing_newline=False, durable=False, parents=True)
+FAILED_DOWNLOAD_RATE = 0.02
+DOWNLOAD_ERRORS = (
+    "HTTP Error 404: Not Found",
+    "HTTP Error 403: Forbidden",
+    "<urlopen error [Errno -2] Name or service not known>",
+    "The read operation timed out",
+)
 
 
 # --------------------------------------------------------------------------------------------- img2dataset
@@ -217,3 +212,36 @@ def _add_tar_member(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
     info.mtime = int(FIXED_EPOCH)
     info.uname = info.gname = "demo"
     tar.addfile(info, io.BytesIO(payload))
+
+
+# --------------------------------------------------------------------------------------------- simulated download
+
+
+def _failed_indices(rng: random.Random, count: int) -> set[int]:
+    """About 2% of rows fail to download (at least one once there are 5 rows), like real img2dataset runs."""
+    n_failed = round(count * FAILED_DOWNLOAD_RATE)
+    if count >= 5:
+        n_failed = max(1, n_failed)
+    return set(rng.sample(range(count), n_failed))
+
+
+def download_rows(rng: random.Random, world: World, urls: list[str], make_caption) -> tuple[list[str], Callable]:
+    """Captions for every URL (scenes sampled now) and a lazy generator of img2dataset rows (rendered later)."""
+    failed = _failed_indices(rng, len(urls))
+    planned = []
+    for index, url in enumerate(urls):
+        scene = sample_scene(rng, world.image_size)
+        caption = make_caption(scene, rng)
+        error = rng.choice(DOWNLOAD_ERRORS) if index in failed else None
+        planned.append((scene, caption, url, error))
+
+    def rows():
+        for scene, caption, url, error in planned:
+            if error is not None:
+                yield DownloadRow(caption, url, None, error_message=error)
+                continue
+            image = render_scene(scene)
+            world.progress.update(1)
+            yield DownloadRow(caption, url, encode_jpeg(image), world.image_size, world.image_size)
+
+    return [caption for _, caption, _, _ in planned], rows
