@@ -37,7 +37,7 @@ $(VEGA)/versions.json: | $(STAMP)
 # Then a Kedro-Viz screenshot (skipped with a warning without Chromium) and the DVC plots page.
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
-	$(PY) -m vlmo_pipeline.console summary
+	$(PY) -m vlmo_pipeline.commands.vlmo summary
 	@$(PY) -m vlmo_pipeline.tools.viz_snapshot --out data/08_reporting/kedro_viz.png || echo "warning: no Kedro-Viz screenshot (it needs Chromium: scripts/install_chromium.sh)"
 	@$(MAKE) --no-print-directory plots
 

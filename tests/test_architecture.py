@@ -1,4 +1,4 @@
-"""Imports point downward only (shared/design/ARCHITECTURE.md): the model library needs nothing of the project
+"""Imports point downward only (docs/architecture.md): the model library needs nothing of the project
 above it, data readers do not know training, training does not know the evaluation, and no library package
 imports Kedro. Read from the source (every import statement, function-level ones included)."""
 
@@ -47,3 +47,21 @@ def test_imports_point_downward(package: str):
         if any(name == prefix or name.startswith(prefix + ".") for prefix in FORBIDDEN[package])
     ]
     assert offences == []
+
+
+def test_configuration_and_pipeline_registration_do_not_load_torch():
+    """Kedro registers every pipeline at start-up, and the run configuration is parsed before any training: both
+    must stay light (no torch, torchvision or Lightning), so `kedro run --pipeline=ingest_coco` and Kedro-Viz do
+    not pay for the training stack. Checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import vlmo_pipeline.training.config, vlmo_pipeline.training.runs, vlmo_pipeline.schema\n"
+        "from vlmo_pipeline.pipeline_registry import register_pipelines\n"
+        "register_pipelines()\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'lightning') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

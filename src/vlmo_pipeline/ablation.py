@@ -14,12 +14,13 @@ re-runs the demo chain with stages left out, from the same seeds, and tabulates 
 Every run uses the parameter section its Kedro pipeline uses (``conf/base`` merged with ``conf/<env>``,
 ``conf/local`` by default, through the project's config loader), turned into a :class:`RunConfig` by
 :func:`~vlmo_pipeline.training.launch.configure_run` with the starting model, vocabulary and Arrow folders taken
-from the Kedro catalog as the nodes receive them; only ``output_dir`` and ``log_dir`` move to
-``<out>/<variant>/models/<run>`` and ``<out>/<variant>/reports/<run>`` (default ``data/09_ablation``), so the demo's
-``data/06_models`` and ``data/08_reporting/<run>`` are never written. A freshly initialised model is the one stage 1
-starts from: stage 1's ``init`` config name and ``model_overrides``, built with stage 1's seed (no BEiT
-``init_from``), its MIM heads removed as stage 1 removes them; when stage 2 is skipped too, stage 2's
-``model_overrides`` are applied as stage 2 would apply them, so stage 3 gets the chain's text length and image size.
+from the Kedro catalog as the nodes receive them; only the work folders (``output_dir``, ``log_dir``: the
+catalog's ``<run>_work_dirs``) move to ``<out>/<variant>/models/<run>`` and ``<out>/<variant>/reports/<run>``
+(default ``data/09_ablation``), so the demo's ``data/06_models`` and ``data/08_reporting/<run>`` are never written.
+A freshly initialised model is the one stage 1 starts from: stage 1's ``init`` config name and ``model_overrides``,
+built with stage 1's seed (no BEiT ``init_from``), its MIM heads removed as stage 1 removes them; when stage 2 is
+skipped too, stage 2's ``model_overrides`` are applied as stage 2 would apply them, so stage 3 gets the chain's text
+length and image size.
 Note that ``no_stage1`` trains stage 2 with its own freezing rule: attention and V-FFN stay at their random init.
 
 Each variant is scored by :func:`~vlmo_pipeline.evaluation.suite.run_evaluation` with the ``evaluate`` parameters
@@ -65,18 +66,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FULL = "full"
+STAGE1, STAGE2 = PRETRAINING_RUNS[0], PRETRAINING_RUNS[1]
 PRETRAIN_SECTIONS = tuple(run.pipeline for run in PRETRAINING_RUNS)
 FINETUNE_SECTIONS = tuple(run.pipeline for run in FINETUNING_RUNS)
 #: Kedro parameters section -> run name (model folder, training summary, evaluation model key), from the registry.
 RUN_NAMES: dict[str, str] = {run.pipeline: run.name for run in RUNS}
 #: variant -> the pretraining stages it leaves out (stage 1, when kept, is the demo's own model: not retrained)
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "no_stage1": ("pretrain_stage1",),
-    "no_stage2": ("pretrain_stage2",),
-    "no_stage1_no_stage2": ("pretrain_stage1", "pretrain_stage2"),
+    "no_stage1": (STAGE1.pipeline,),
+    "no_stage2": (STAGE2.pipeline,),
+    "no_stage1_no_stage2": (STAGE1.pipeline, STAGE2.pipeline),
 }
 #: catalog entry a variant starts from -> the demo run that wrote it
-STARTING_RUNS = {"stage1_model": "stage1"}
+STARTING_RUNS = {STAGE1.model_output: STAGE1.name}
 #: catalog entry of the demo's model directory of each training section
 MODEL_ENTRIES = {run.pipeline: run.model_output for run in RUNS}
 #: the evaluation's Arrow datasets (catalog ``<name>_arrow``)
@@ -119,16 +121,13 @@ class AblationSetup:
         return self.catalog.load(entry)
 
     def protected_dirs(self) -> list[Path]:
-        """The demo's model and report folders of every training section, and the models' parent folder
-        (``data/06_models``): never written here."""
+        """The demo's model and report folders of every training run (the catalog's ``<run>_work_dirs``), and the
+        models' parent folder (``data/06_models``): never written here."""
         dirs = set()
-        for section in RUN_NAMES:
-            values = self.params.get(section) or {}
-            for key in ("output_dir", "log_dir"):
-                if values.get(key):
-                    dirs.add(Path(values[key]).resolve())
-            if values.get("output_dir"):
-                dirs.add(Path(values["output_dir"]).resolve().parent)
+        for run in RUNS:
+            work_dirs = self.load(run.work_dirs)
+            dirs.update({work_dirs["model_dir"].resolve(), work_dirs["log_dir"].resolve()})
+            dirs.add(work_dirs["model_dir"].resolve().parent)
         return sorted(dirs)
 
 
@@ -188,7 +187,7 @@ def _check_not_protected(setup: AblationSetup, *paths: Path) -> None:
 
 def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skipped: Sequence[str]) -> Path:
     """Write the model stage 1 starts from (its ``init`` + ``model_overrides``, its seed, no BEiT weights) to
-    ``target`` as stage 1 saves its own (MIM heads removed); with ``pretrain_stage2`` in ``skipped``, stage 2's
+    ``target`` as stage 1 saves its own (MIM heads removed); with stage 2's section in ``skipped``, stage 2's
     ``model_overrides`` applied on top, as stage 2 applies them to the model it loads."""
     import lightning as L
 
@@ -198,23 +197,18 @@ def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skip
     from vlmo_pipeline.training.launch import configure_run
     from vlmo_pipeline.training.runner import prepare_model
 
-    stage1 = configure_run(
-        setup.section("pretrain_stage1"),
-        "parameters_pretrain_stage1.yml",
-        path="pretrain_stage1",
-        vocab_file=vocab_file,
-    )
+    section = STAGE1.pipeline
+    stage1 = configure_run(setup.section(section), f"parameters_{section}.yml", path=section, vocab_file=vocab_file)
     if stage1.init not in list_configs():
         raise ValueError(
-            f"pretrain_stage1.init {stage1.init!r} is not a registered config name; a fresh model "
+            f"{section}.init {stage1.init!r} is not a registered config name; a fresh model "
             f"needs one of {list_configs()}"
         )
     overrides = dict(stage1.model_overrides)
-    if "pretrain_stage2" in skipped:
+    if STAGE2.pipeline in skipped:
+        section = STAGE2.pipeline
         overrides.update(
-            configure_run(
-                setup.section("pretrain_stage2"), "parameters_pretrain_stage2.yml", path="pretrain_stage2"
-            ).model_overrides
+            configure_run(setup.section(section), f"parameters_{section}.yml", path=section).model_overrides
         )
     fresh = dataclasses.replace(stage1, init_from=None, model_overrides=overrides)
     tokenizer = VLMoTokenizer(vocab_file, lowercase=True, max_len=fresh.data.max_text_len)
@@ -265,7 +259,7 @@ def run_variant(setup: AblationSetup, variant: str) -> dict[str, Any]:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     skipped = VARIANTS[variant]
-    start = "fresh" if "pretrain_stage1" in skipped else "stage1_model"
+    start = "fresh" if STAGE1.pipeline in skipped else STAGE1.model_output
     pretraining = [section for section in PRETRAIN_SECTIONS[1:] if section not in skipped]
     started = time.perf_counter()
     root = setup.out_dir / variant
@@ -299,7 +293,7 @@ def run_variant(setup: AblationSetup, variant: str) -> dict[str, Any]:
         "variant": variant,
         "skipped": [RUN_NAMES[section] for section in skipped],
         "starts_from": (
-            f"a fresh `{setup.section('pretrain_stage1')['init']}` (stage 1's config, overrides and seed)"
+            f"a fresh `{setup.section(STAGE1.pipeline)['init']}` (stage 1's config, overrides and seed)"
             if start == "fresh"
             else f"the demo's {STARTING_RUNS[start]} model `{setup.load(start)}`"
         ),

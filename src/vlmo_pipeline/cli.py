@@ -4,7 +4,7 @@ It exists for one reason: our docs, DVC stages and users write ``kedro run --pip
 accepts the singular option but deprecates it (a warning on every run, removal announced) in favour of
 ``--pipelines``. This ``run`` is Kedro's own command with the same options and behaviour, except that
 ``--pipeline NAME`` is a first-class spelling of ``--pipelines NAME``, so the documented form keeps working.
-The `vlmo` console command is in ``vlmo_pipeline.console``.
+The `vlmo` console command is in ``vlmo_pipeline.commands.vlmo``.
 """
 
 from __future__ import annotations

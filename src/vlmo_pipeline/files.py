@@ -126,6 +126,23 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _replacing(path: str | os.PathLike, *, durable: bool, parents: bool) -> Iterator[tuple[int, Path]]:
+    """Yield ``(fd, temp)``: a new empty file beside ``path``. On a clean exit ``temp`` is moved onto ``path`` (and
+    the directory fsynced when ``durable``); on an exception it is removed and ``path`` is untouched. The caller
+    writes (and fsyncs) the file and closes ``fd``."""
+    target = _prepare(path, parents)
+    fd, temp = _create_temp(target)
+    try:
+        yield fd, temp
+        os.replace(temp, target)
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    if durable:
+        fsync_directory(target.parent)
+
+
 def atomic_write_via(
     path: str | os.PathLike, writer: Callable[[Path], Any], *, durable: bool = True, parents: bool = False
 ) -> Path:
@@ -137,9 +154,7 @@ def atomic_write_via(
     ``writer`` raises, the temporary file is removed, ``path`` is untouched and the exception propagates.
     Returns ``path`` as a :class:`~pathlib.Path`. The parent directory must exist unless ``parents``.
     """
-    target = _prepare(path, parents)
-    fd, temp = _create_temp(target)
-    try:
+    with _replacing(path, durable=durable, parents=parents) as (fd, temp):
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         os.close(fd)
         writer(temp)
@@ -151,32 +166,18 @@ def atomic_write_via(
                 os.chmod(temp, mode)
         finally:
             os.close(fd)
-        os.replace(temp, target)
-    except BaseException:
-        _unlink_quietly(temp)
-        raise
-    if durable:
-        fsync_directory(target.parent)
-    return target
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True, parents: bool = False) -> Path:
     """Atomically create or replace ``path`` with ``data``. Returns ``path`` as a :class:`~pathlib.Path`."""
-    target = _prepare(path, parents)
-    fd, temp = _create_temp(target)
-    try:
+    with _replacing(path, durable=durable, parents=parents) as (fd, _temp):
         with open(fd, "wb", closefd=True) as handle:
             handle.write(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        _unlink_quietly(temp)
-        raise
-    if durable:
-        fsync_directory(target.parent)
-    return target
+    return Path(path)
 
 
 def atomic_write_text(

@@ -5,7 +5,7 @@ every one is built from outside values — Kedro parameters, a ``--params`` YAML
 :func:`build_config`. It checks each value against the field's annotation before the dataclass sees it, so a
 ``"false"`` string never switches a flag on and ``20.7`` is not a step count::
 
-    conf/base/parameters_pretrain_stage1.yml: pretrain_stage1.trainer.max_steps: expected an integer, got float 20.7
+    parameters_ingest.yml: ingest.shard_rows: expected an integer, got float 20.7
 
 The rules are strict on purpose:
 
@@ -66,7 +66,7 @@ def build_config(cls: type[T], values: Mapping[str, Any] | T | None, where: str,
     """Instantiate dataclass ``cls`` from ``values`` with every field type-checked (see the module docstring).
 
     ``where`` names the source in messages (a file name); ``path`` is the dotted key of ``values`` inside it
-    (``pretrain_stage1`` for a Kedro parameters section). ``None`` gives the defaults; an instance is returned
+    (a Kedro parameters section, e.g. ``ingest``). ``None`` gives the defaults; an instance is returned
     as is."""
     if values is None:
         values = {}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from vlmo_pipeline.console import main as vlmo_main
+from vlmo_pipeline.commands.vlmo import main as vlmo_main
 from vlmo_pipeline.data.arrow_io import load_manifest, read_split, verify_dataset
-from vlmo_pipeline.data.demo_world import generate_demo_world
+from vlmo_pipeline.data.demo import generate_demo_world
 from vlmo_pipeline.data.ingest import DATASETS, IngestConfig, ingest_dataset
 from vlmo_pipeline.data.partitions import PartitionError, merge_partitions, partition_dir
 from vlmo_pipeline.pipelines.ingest.nodes import _config

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def vlmo_verify(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "vlmo_pipeline.console", "verify", *map(str, args)],
+        [sys.executable, "-m", "vlmo_pipeline.commands.vlmo", "verify", *map(str, args)],
         cwd=REPO,
         capture_output=True,
         text=True,

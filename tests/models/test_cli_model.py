@@ -1,7 +1,7 @@
 """`vlmo embed / retrieve / vqa` on a tiny saved model (random weights, real files).
 
 Error handling is checked twice: in-process (``args.func``, fast, many cases) and through real ``vlmo`` processes
-(``python -m vlmo_pipeline.console``) for the reported cases: a wrong model dir, a corrupt ``config.json``, a
+(``python -m vlmo_pipeline.commands.vlmo``) for the reported cases: a wrong model dir, a corrupt ``config.json``, a
 missing image and a text file posing as an image, for each command. Every failure is one stderr line naming the
 file, exit status 1 (runtime) or 2 (usage).
 """
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlmo_pipeline import cli_model, console
+from vlmo_pipeline.commands import model as cli_model
+from vlmo_pipeline.commands import vlmo as console
 from vlmo_pipeline.models import VLMo, create_model
 
 PIL = pytest.importorskip("PIL.Image")
@@ -438,7 +439,7 @@ def test_console_summary_and_demo_data_errors(tmp_path, capsys):
 def vlmo(*argv, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     return subprocess.run(
-        [sys.executable, "-m", "vlmo_pipeline.console", *map(str, argv)],
+        [sys.executable, "-m", "vlmo_pipeline.commands.vlmo", *map(str, argv)],
         cwd=cwd,
         env=env,
         capture_output=True,

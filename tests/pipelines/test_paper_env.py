@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from kedro.io import DataCatalog
 
 from tests.conftest import REPO
 from vlmo_pipeline.evaluation.suite import EvaluationConfig
@@ -26,6 +27,7 @@ from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.freezing import STAGE2_TRAINABLE
 from vlmo_pipeline.training.launch import configure_run
 from vlmo_pipeline.training.optim import configure_optimization
+from vlmo_pipeline.training.runs import get_run
 
 PAPER_SECTIONS = (
     "pretrain_stage1",
@@ -153,14 +155,27 @@ KNOWN_DEVIATIONS = {
 
 
 @pytest.fixture(scope="module")
-def paper_params() -> dict:
-    loader = CONFIG_LOADER_CLASS(conf_source=str(REPO / "conf"), env="paper", **CONFIG_LOADER_ARGS)
-    return loader["parameters"]
+def paper_loader():
+    return CONFIG_LOADER_CLASS(conf_source=str(REPO / "conf"), env="paper", **CONFIG_LOADER_ARGS)
 
 
 @pytest.fixture(scope="module")
-def runs(paper_params: dict) -> dict[str, RunConfig]:
-    return {section: configure_run(paper_params[section], f"conf/paper {section}") for section in PAPER_SECTIONS}
+def paper_params(paper_loader) -> dict:
+    return paper_loader["parameters"]
+
+
+@pytest.fixture(scope="module")
+def runs(paper_loader, paper_params: dict) -> dict[str, RunConfig]:
+    """Each section's RunConfig as its node builds it: the starting model and work folders from the catalog."""
+    catalog = DataCatalog.from_config(paper_loader["catalog"])
+    configs = {}
+    for section in PAPER_SECTIONS:
+        run = get_run(section)
+        init = None if run.starts_from is None else catalog.get(run.starts_from)._describe()["path"]
+        configs[section] = configure_run(
+            paper_params[section], f"conf/paper {section}", init=init, work_dirs=catalog.load(run.work_dirs)
+        )
+    return configs
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 
+from vlmo_pipeline.commands.train import resolve_run
 from vlmo_pipeline.pipeline_registry import register_pipelines
-from vlmo_pipeline.train import resolve_run
 from vlmo_pipeline.training.config import STAGES
 from vlmo_pipeline.training.runs import FINETUNING_RUNS, PRETRAINING_RUNS, RUNS, get_run
 
@@ -22,24 +22,43 @@ def _yaml(*parts: str) -> dict:
     return yaml.safe_load((REPO.joinpath(*parts)).read_text())
 
 
+def _paths(value) -> list[str]:
+    """Every string inside a loaded YAML value that names a path under data/."""
+    if isinstance(value, dict):
+        return [path for item in value.values() for path in _paths(item)]
+    if isinstance(value, list):
+        return [path for item in value for path in _paths(item)]
+    return [value] if isinstance(value, str) and value.startswith("data/") else []
+
+
+def test_no_parameter_file_under_conf_base_holds_a_data_path():
+    """Paths live in the catalog only; the nodes receive them as catalog inputs."""
+    for path in sorted((REPO / "conf" / "base").glob("parameters*.yml")):
+        assert _paths(_yaml("conf", "base", path.name)) == [], path.name
+
+
 @pytest.mark.parametrize("run", RUNS, ids=lambda run: run.name)
 def test_parameters_catalog_and_dvc_agree_with_the_registry(run):
     section = _yaml("conf", "base", f"parameters_{run.pipeline}.yml")[run.pipeline]
     assert section["stage"] == run.stage and run.stage in STAGES
-    assert section["output_dir"] == f"data/06_models/{run.name}"
-    assert section["log_dir"] == f"data/08_reporting/{run.name}"
     assert set(section["data"]["datasets"]) <= set(run.datasets), "the node must hand every dataset it reads"
 
     catalog = DataCatalog.from_config(OmegaConfigLoader(str(REPO / "conf"), base_env="base")["catalog"])
-    assert catalog.get(run.model_output)._describe()["path"] == section["output_dir"]
-    summary = str(catalog.get(run.summary_output)._describe()["filepath"])
-    assert summary == f"{section['log_dir']}/training_summary.json"
+    work_dirs = catalog.load(run.work_dirs)
+    assert work_dirs == {
+        "model_dir": Path(f"data/06_models/{run.name}"),
+        "log_dir": Path(f"data/08_reporting/{run.name}"),
+    }
+    assert Path(catalog.get(run.model_output)._describe()["path"]) == work_dirs["model_dir"]
+    summary = Path(catalog.get(run.summary_output)._describe()["filepath"])
+    assert summary == work_dirs["log_dir"] / "training_summary.json"
     for dataset in run.datasets:
         assert catalog.get(f"{dataset}_arrow")._describe()["path"] == f"data/03_primary/{dataset}"
 
     stage = _yaml("dvc.yaml")["stages"][run.pipeline]
     assert stage["cmd"] == f"kedro run --pipeline={run.pipeline}"
-    assert section["output_dir"] in stage["outs"]
+    assert str(work_dirs["model_dir"]) in stage["outs"]
+    assert str(summary) in stage["outs"]
 
 
 def test_kedro_pipelines_and_entry_point_are_built_from_the_registry():

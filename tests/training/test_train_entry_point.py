@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlmo_pipeline.train import resolve_run, select_section
+from vlmo_pipeline.commands.train import resolve_run, select_section
 
 try:
     from .tiny_training_world import tiny_world  # noqa: F401  (fixture)

@@ -27,14 +27,16 @@ from typing import Any
 
 from vlmo_pipeline.schema import build_config, plain
 from vlmo_pipeline.training.freezing import STAGE1_TRAINABLE, STAGE2_TRAINABLE
-from vlmo_pipeline.training.objectives import ITM_NEGATIVE_MODES
-from vlmo_pipeline.training.optim import OptimConfig
 
 __all__ = [
     "STAGES",
     "PRETRAIN_STAGES",
     "FINETUNE_TASKS",
     "RESUME_MODES",
+    "ITM_NEGATIVE_MODES",
+    "OFFICIAL_NO_DECAY_SUBSTRINGS",
+    "OFFICIAL_HEAD_NAMES",
+    "OptimConfig",
     "TrainerConfig",
     "DataConfig",
     "MIMConfig",
@@ -47,6 +49,8 @@ __all__ = [
 PRETRAIN_STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 FINETUNE_TASKS: tuple[str, ...] = ("retrieval", "vqa", "nlvr2")
 STAGES: tuple[str, ...] = PRETRAIN_STAGES + FINETUNE_TASKS
+#: ``itm_negatives`` values: how stage 3's ITM picks negative pairs (see :class:`RunConfig`).
+ITM_NEGATIVE_MODES: tuple[str, ...] = ("hard", "random")
 #: ``trainer.resume`` values (see :class:`TrainerConfig`).
 RESUME_MODES: tuple[str, ...] = ("auto", "never", "require")
 
@@ -63,6 +67,55 @@ STAGE_TASKS: dict[str, tuple[str, ...]] = {
     "vqa": ("vqa",),
     "nlvr2": ("nlvr2",),
 }
+
+
+#: The official no-weight-decay list (matched as substrings of parameter names).
+OFFICIAL_NO_DECAY_SUBSTRINGS: tuple[str, ...] = (
+    "bias",
+    "LayerNorm.bias",
+    "LayerNorm.weight",
+    "norm.bias",
+    "norm.weight",
+    "norm1.bias",
+    "norm1.weight",
+    "norm2.bias",
+    "norm2.weight",
+)
+
+#: Task heads that train with ``lr × lr_mult`` (substring match, as the official code).
+OFFICIAL_HEAD_NAMES: tuple[str, ...] = ("vqa_classifier", "nlvr2_classifier")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser + schedule settings (defaults = the paper's stage-3 VLMo-Base values).
+
+    ``warmup``: an ``int`` is a number of optimiser steps, a ``float`` in [0, 1] a fraction of the total
+    (the official convention: ``0.1`` for VQA/NLVR2, ``2500`` steps for pretraining).
+    """
+
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    warmup: int | float = 2500
+    lr_mult: float = 1.0
+    head_names: tuple[str, ...] = OFFICIAL_HEAD_NAMES
+    no_decay_substrings: tuple[str, ...] = field(default=OFFICIAL_NO_DECAY_SUBSTRINGS)
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0; got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optim.weight_decay must be >= 0; got {self.weight_decay}")
+        if self.lr_mult <= 0:
+            raise ValueError(f"optim.lr_mult must be > 0; got {self.lr_mult}")
+        # Accept lists from YAML and normalise to tuples (the dataclass is frozen, hence object.__setattr__).
+        object.__setattr__(self, "betas", tuple(float(beta) for beta in self.betas))
+        object.__setattr__(self, "head_names", tuple(self.head_names))
+        object.__setattr__(self, "no_decay_substrings", tuple(self.no_decay_substrings))
+        if len(self.betas) != 2:
+            raise ValueError(f"optim.betas must have two values; got {self.betas}")
 
 
 @dataclass
@@ -121,14 +174,14 @@ class DataConfig:
     """Which Arrow datasets and splits to read, and how to batch and transform them.
 
     ``datasets`` maps a dataset name (a folder under ``root``, e.g. ``coco``) to its training splits (evaluation
-    splits are the ``evaluate`` pipeline's parameters). ``dataset_dirs`` overrides
-    the folder of a dataset (the Kedro nodes fill it from their catalog inputs). ``max_text_len`` is the padded
+    splits are the ``evaluate`` pipeline's parameters). ``dataset_dirs`` gives the folder of a dataset (the Kedro
+    nodes fill it from their catalog inputs; ``root`` serves runs started by hand). ``max_text_len`` is the padded
     token length (<= the model's ``max_text_len``). ``augment=False`` trains on the evaluation transform (plain
     resize): the official random crop + RandAugment (``randaug``) + flip (``hflip``) are on by default, but crops
     and colour operations contradict text that states exact counts, colours and positions (the demo world's).
     """
 
-    root: str = "data/03_primary"
+    root: str = ""
     datasets: dict[str, list[str]] = field(default_factory=dict)
     dataset_dirs: dict[str, str] = field(default_factory=dict)
     batch_size: int = 32
@@ -165,7 +218,14 @@ class DataConfig:
 
     def dataset_dir(self, name: str) -> Path:
         """Folder of dataset ``name``: ``dataset_dirs[name]`` if given, else ``root/name``."""
-        return Path(self.dataset_dirs.get(name, Path(self.root) / name))
+        if name in self.dataset_dirs:
+            return Path(self.dataset_dirs[name])
+        if not self.root:
+            raise ValueError(
+                f"data: no folder for dataset {name!r}: the Kedro nodes take it from the catalog ({name}_arrow); "
+                "by hand, set data.root (e.g. --data-root data/03_primary)"
+            )
+        return Path(self.root) / name
 
     def sources(self, names_to_splits: Mapping[str, list[str]]) -> list[tuple[Path, str]]:
         """``(dataset_dir, split)`` source specs for :mod:`vlmo_pipeline.data.datasets`, in the given order."""
@@ -203,7 +263,7 @@ class RunConfig:
 
     Attributes:
         stage: one of :data:`STAGES`.
-        name: run name used for folders and logs (e.g. ``stage1``, ``retrieval_coco``).
+        name: run name used for folders and logs (the registry's run name, e.g. ``stage1``).
         init: model to start from: a registry name (``vlmo_tiny``) or a ``save_pretrained`` directory.
         model_overrides: :class:`~vlmo_pipeline.models.VLMoConfig` fields applied when building from a name.
         init_from: optional BEiT checkpoint for stage 1 (``load_beit_checkpoint``).
@@ -211,6 +271,9 @@ class RunConfig:
         output_dir: where the final ``save_pretrained`` directory goes; Lightning checkpoints go to
             ``<output_dir>/lightning`` (``last.ckpt`` is resumed unless ``fresh_start``).
         log_dir: CSV logs (``<log_dir>/metrics.csv``).
+        The Kedro nodes take ``init`` (after stage 1), ``vocab_file`` (stage 1), ``output_dir``, ``log_dir`` and the
+        dataset folders from the catalog; the parameter files hold no paths. By hand
+        (``python -m vlmo_pipeline.train``) they come from the file or the command line.
         trainable: substrings of trainable parameter names (``None`` = everything trains); stage 1 and 2
             default to the spec's freezing rules.
         vlffn_init: stage 3 VL-FFN initialisation when the checkpoint has none: ``random`` (official code),
@@ -229,8 +292,8 @@ class RunConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     vocab_file: str | None = None
-    output_dir: str = "data/06_models/run"
-    log_dir: str = "data/08_reporting/run"
+    output_dir: str = ""
+    log_dir: str = ""
     seed: int = 0
     fresh_start: bool = False
     trainable: list[str] | None = None

@@ -19,8 +19,10 @@ set explicit and testable, mirroring stage 2.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the run configuration imports the stage rules without loading torch
+    from torch import nn
 
 __all__ = [
     "STAGE1_TRAINABLE",

@@ -37,15 +37,19 @@ def configure_run(
     init: str | os.PathLike | None = None,
     vocab_file: str | os.PathLike | None = None,
     dataset_dirs: Mapping[str, str | os.PathLike] | None = None,
+    work_dirs: Mapping[str, str | os.PathLike] | None = None,
 ) -> RunConfig:
-    """Parameters → :class:`RunConfig`, with the starting model, vocabulary and dataset folders that the
-    catalog provides taking precedence over the parameter file's defaults. ``where`` (the parameters file) and
-    ``path`` (the section inside it) name the source in errors."""
+    """Parameters → :class:`RunConfig`, with what the catalog provides (the starting model, vocabulary, dataset
+    folders and the run's ``model_dir`` / ``log_dir``) taking precedence over the parameter file's values.
+    ``where`` (the parameters file) and ``path`` (the section inside it) name the source in errors."""
     overrides: dict[str, Any] = {}
     if init is not None:
         overrides["init"] = os.fspath(init)
     if vocab_file is not None:
         overrides["vocab_file"] = os.fspath(vocab_file)
+    if work_dirs is not None:
+        overrides["output_dir"] = os.fspath(work_dirs["model_dir"])
+        overrides["log_dir"] = os.fspath(work_dirs["log_dir"])
     config = run_config_from_dict(params, where=where, path=path, **overrides)
     for name, directory in (dataset_dirs or {}).items():
         config.data.dataset_dirs[name] = os.fspath(directory)

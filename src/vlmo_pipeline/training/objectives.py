@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlmo_pipeline.training.config import ITM_NEGATIVE_MODES
 from vlmo_pipeline.training.distributed import all_gather_with_grad, local_row_offset
 
 __all__ = [
@@ -212,10 +213,6 @@ def sample_hard_negatives(
     neg_text_for_each_image = _sample_one_negative_per_row(logits_per_image_local_rows, local_offset, generator)
     neg_image_for_each_text = _sample_one_negative_per_row(logits_per_text_local_rows, local_offset, generator)
     return neg_image_for_each_text, neg_text_for_each_image
-
-
-#: how stage 3 picks ITM negatives (``RunConfig.itm_negatives``)
-ITM_NEGATIVE_MODES: tuple[str, ...] = ("hard", "random")
 
 
 def sample_itm_negatives(

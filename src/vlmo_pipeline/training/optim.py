@@ -14,11 +14,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+
+# The settings live with the other run settings (torch-free, so configuration never loads torch); re-exported here.
+from vlmo_pipeline.training.config import OFFICIAL_HEAD_NAMES, OFFICIAL_NO_DECAY_SUBSTRINGS, OptimConfig
 
 __all__ = [
     "OFFICIAL_NO_DECAY_SUBSTRINGS",
@@ -30,54 +31,6 @@ __all__ = [
     "linear_warmup_decay",
     "configure_optimization",
 ]
-
-#: The official no-weight-decay list (matched as substrings of parameter names).
-OFFICIAL_NO_DECAY_SUBSTRINGS: tuple[str, ...] = (
-    "bias",
-    "LayerNorm.bias",
-    "LayerNorm.weight",
-    "norm.bias",
-    "norm.weight",
-    "norm1.bias",
-    "norm1.weight",
-    "norm2.bias",
-    "norm2.weight",
-)
-
-#: Task heads that train with ``lr × lr_mult`` (substring match, as the official code).
-OFFICIAL_HEAD_NAMES: tuple[str, ...] = ("vqa_classifier", "nlvr2_classifier")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimiser + schedule settings (defaults = the paper's stage-3 VLMo-Base values).
-
-    ``warmup``: an ``int`` is a number of optimiser steps, a ``float`` in [0, 1] a fraction of the total
-    (the official convention: ``0.1`` for VQA/NLVR2, ``2500`` steps for pretraining).
-    """
-
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-8
-    warmup: int | float = 2500
-    lr_mult: float = 1.0
-    head_names: tuple[str, ...] = OFFICIAL_HEAD_NAMES
-    no_decay_substrings: tuple[str, ...] = field(default=OFFICIAL_NO_DECAY_SUBSTRINGS)
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr must be > 0; got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"optim.weight_decay must be >= 0; got {self.weight_decay}")
-        if self.lr_mult <= 0:
-            raise ValueError(f"optim.lr_mult must be > 0; got {self.lr_mult}")
-        # Accept lists from YAML and normalise to tuples (the dataclass is frozen, hence object.__setattr__).
-        object.__setattr__(self, "betas", tuple(float(beta) for beta in self.betas))
-        object.__setattr__(self, "head_names", tuple(self.head_names))
-        object.__setattr__(self, "no_decay_substrings", tuple(self.no_decay_substrings))
-        if len(self.betas) != 2:
-            raise ValueError(f"optim.betas must have two values; got {self.betas}")
 
 
 def param_groups(

@@ -382,7 +382,7 @@ def _resume_checkpoint(config: RunConfig, fingerprint: dict[str, Any], is_global
 
 
 def _section(config: RunConfig) -> str:
-    """The Kedro parameters section of a run (``pretrain_stage1``, ``finetune_vqa``, ...), for messages; a run
+    """The Kedro parameters section of a run (its pipeline name in the registry), for messages; a run
     outside the registry (another name) is named as it is."""
     try:
         return get_run(config.name).pipeline
@@ -453,6 +453,10 @@ def _loss_trend(history: list[tuple[int, float]]) -> dict[str, float | None]:
 # ------------------------------------------------------------------------------------------------ train
 def train(config: RunConfig) -> TrainOutcome:
     """Train one stage/task as configured and return the trained model and a summary (see module docstring)."""
+    if not config.output_dir or not config.log_dir:  # the catalog (or the command line) names them; no default
+        raise ValueError(
+            f"{config.name}: output_dir and log_dir must be set (got {config.output_dir!r}, {config.log_dir!r})"
+        )
     started = time.time()
     configure_training_logs()  # again: the caller may have configured logging after this module was imported
     L.seed_everything(config.seed, workers=True, verbose=False)

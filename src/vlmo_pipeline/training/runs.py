@@ -2,10 +2,11 @@
 
 A run is one Kedro pipeline (and DVC stage) of the same name, one parameters section
 (``conf/<env>/parameters_<pipeline>.yml``), one :class:`~vlmo_pipeline.training.config.RunConfig` stage kind, the
-catalog entries it reads (the model it starts from, the Arrow datasets) and the two it writes (its model directory
-and its training summary). The Kedro pipelines (:mod:`vlmo_pipeline.pipelines.train`), the torchrun entry point
-(``python -m vlmo_pipeline.train``), the evaluation's inputs and the ablation are all built from this table; adding a
-fine-tune means adding a row here, a parameters file, a catalog entry and a DVC stage.
+catalog entries it reads (the model it starts from, the Arrow datasets, the folders it works in) and the two it
+writes (its model directory and its training summary). The Kedro pipelines (:mod:`vlmo_pipeline.pipelines.train`),
+the torchrun entry point (``python -m vlmo_pipeline.train``), the evaluation's inputs and the ablation are all built
+from this table; adding a fine-tune means adding a row here, a parameters file, a catalog entry (when its model is
+not matched by ``{task}_model``) and a DVC stage.
 
 Imports nothing heavy: Kedro reads it at start-up to register the pipelines.
 """
@@ -47,15 +48,21 @@ class RunSpec:
         return f"{self.name}_training_summary"
 
     @property
+    def work_dirs(self) -> str:
+        """Catalog entry naming the folders the run trains in (model directory with its checkpoints, log folder)."""
+        return f"{self.name}_work_dirs"
+
+    @property
     def parameters(self) -> str:
         """Kedro input of the run's parameters section."""
         return f"params:{self.pipeline}"
 
     @property
     def inputs(self) -> list[str]:
-        """The node's inputs, in order: the starting model (or the vocabulary), the Arrow datasets, the parameters."""
+        """The node's inputs, in order: the starting model (or the vocabulary), the Arrow datasets, the work folders,
+        the parameters."""
         first = self.starts_from or "vocab"
-        return [first, *(f"{dataset}_arrow" for dataset in self.datasets), self.parameters]
+        return [first, *(f"{dataset}_arrow" for dataset in self.datasets), self.work_dirs, self.parameters]
 
 
 _IMAGE_TEXT = ("coco", "vg", "cc3m", "sbu")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmo_pipeline.data.demo_world import DEFAULT_N_IMAGES, generate_demo_world
+from vlmo_pipeline.data.demo import DEFAULT_N_IMAGES, generate_demo_world
 from vlmo_pipeline.data.registry import DATASETS
 from vlmo_pipeline.schema import build_config
 
@@ -20,22 +20,21 @@ from vlmo_pipeline.schema import build_config
 class DemoDataParams:
     """The ``demo_data`` parameters section (conf/base/parameters_demo_data.yml), type-checked."""
 
-    staging_dir: str
     n_images: int = DEFAULT_N_IMAGES
     seed: int = 0
     image_size: int = 64
     show_progress: bool = True
 
 
-def generate_world(params: dict[str, Any]) -> tuple:
+def generate_world(staging_paths: dict[str, Path], params: dict[str, Any]) -> tuple:
     """Render the demo world into a scratch folder and hand each raw tree to its catalog entry.
 
-    The generator writes all trees together (VQAv2 asks about the COCO images), into ``params["staging_dir"]``
-    (on the same disk as ``data/01_raw``); each returned path is then *moved* into place by its
-    ``DirectoryDataset``. Returns the eight tree paths in ``DATASETS`` order, then the summary.
+    The generator writes all trees together (VQAv2 asks about the COCO images), into the catalog's
+    ``demo_world_staging`` folder (on the same disk as ``data/01_raw``); each returned path is then *moved* into
+    place by its ``DirectoryDataset``. Returns the eight tree paths in ``DATASETS`` order, then the summary.
     """
     settings = build_config(DemoDataParams, params, "parameters_demo_data.yml", "demo_data")
-    staging = Path(settings.staging_dir)
+    staging = Path(staging_paths["staging_dir"])
     shutil.rmtree(staging, ignore_errors=True)
     summary = generate_demo_world(
         staging,

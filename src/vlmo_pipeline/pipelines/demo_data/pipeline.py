@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 generate_world,
-                inputs="params:demo_data",
+                inputs=["demo_world_staging", "params:demo_data"],
                 outputs=[*(f"raw_{name}" for name in DATASETS), "demo_world_summary"],
                 name="generate_demo_world",
                 tags=["demo_data"],

@@ -5,47 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlmo_pipeline.training.runs import RUNS
+from vlmo_pipeline.training.runs import FINETUNING_RUNS, PRETRAINING_RUNS, RUNS
 
+#: The models the evaluation scores (their run names are the evaluation's model keys): every fine-tune's, and
+#: stage 3's, the only one that keeps the ITM head: the held-out ITM accuracy and the re-ranking of the
+#: fine-tuned dual encoders' top-k (`rerank_k`).
+EVALUATED_RUNS = (*FINETUNING_RUNS, PRETRAINING_RUNS[-1])
+#: The Arrow datasets it reads: those of the fine-tunes, in their order.
+EVALUATED_DATASETS = tuple(dict.fromkeys(name for run in FINETUNING_RUNS for name in run.datasets))
 #: Training summaries the node receives, in chain order (names of the `<name>_training_summary` datasets).
 TRAINED_RUNS = tuple(run.name for run in RUNS)
 
 
-def evaluate_models(
-    retrieval_coco_model: Path,
-    retrieval_f30k_model: Path,
-    vqa_model: Path,
-    nlvr2_model: Path,
-    pretrained_model: Path,
-    coco_arrow: Path,
-    f30k_arrow: Path,
-    vqav2_arrow: Path,
-    nlvr2_arrow: Path,
-    params: dict[str, Any],
-    *training_summaries: dict[str, Any],
-) -> tuple[dict[str, Any], Any]:
+def evaluate_models(params: dict[str, Any], *directories_then_summaries: Any) -> tuple[dict[str, Any], Any]:
     """Return the metrics dictionary (→ `metrics.json`) and a writer of the report directory (plots, example
     gallery, recall_at_k.csv and report.md).
 
-    `pretrained_model` is the stage-3 model: the only one that keeps the ITM head, it gives the held-out ITM
-    accuracy and re-ranks the fine-tuned dual encoders' top-k (`rerank_k`)."""
+    Inputs after the parameters, in order: the model directory of each of :data:`EVALUATED_RUNS`, the Arrow folder
+    of each of :data:`EVALUATED_DATASETS`, the training summary of each of :data:`TRAINED_RUNS`."""
     # Deferred imports (torch, Lightning, matplotlib): Kedro imports every node module at start-up (see training.node).
     from vlmo_pipeline.evaluation.report import write_report
     from vlmo_pipeline.evaluation.suite import EvaluationConfig, run_evaluation
     from vlmo_pipeline.training.runner import loss_history
 
     config = EvaluationConfig.from_dict(params)
-    stages = dict(zip(TRAINED_RUNS, training_summaries))
+    models, rest = directories_then_summaries[: len(EVALUATED_RUNS)], directories_then_summaries[len(EVALUATED_RUNS) :]
+    datasets, summaries = rest[: len(EVALUATED_DATASETS)], rest[len(EVALUATED_DATASETS) :]
+    stages = dict(zip(TRAINED_RUNS, summaries, strict=True))
     result = run_evaluation(
         config,
-        model_dirs={
-            "retrieval_coco": retrieval_coco_model,
-            "retrieval_f30k": retrieval_f30k_model,
-            "vqa": vqa_model,
-            "nlvr2": nlvr2_model,
-            "stage3": pretrained_model,
-        },
-        dataset_dirs={"coco": coco_arrow, "f30k": f30k_arrow, "vqav2": vqav2_arrow, "nlvr2": nlvr2_arrow},
+        model_dirs={run.name: Path(directory) for run, directory in zip(EVALUATED_RUNS, models, strict=True)},
+        dataset_dirs={name: Path(directory) for name, directory in zip(EVALUATED_DATASETS, datasets, strict=True)},
         stage_summaries=stages,
     )
     metrics = result.metrics

@@ -1,4 +1,4 @@
-"""Pipelines `pretrain_stage1` … `finetune_nlvr2`: one per training run, built from the run registry
+"""The training pipelines (pretraining stages and fine-tunes): one per training run, built from the run registry
 (:mod:`vlmo_pipeline.training.runs`)."""
 
 from vlmo_pipeline.pipelines.train.pipeline import create_pipeline

@@ -7,7 +7,7 @@ from vlmo_pipeline.training.runs import get_run
 
 
 def create_pipeline(run_name: str, **kwargs) -> Pipeline:
-    """The pipeline of one run (``pretrain_stage1`` or ``stage1``): its inputs and outputs from the registry."""
+    """The pipeline of one run (its pipeline name or run name): its inputs and outputs from the registry."""
     run = get_run(run_name)
     return Pipeline(
         [

@@ -3,7 +3,7 @@
 (Not in ``cli.py``: Kedro imports ``<package>.cli`` for its own project commands; see that module.)
 
 Sub-commands come from the modules that own them: `demo-data` from the demo-world generator, the model commands
-(`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.cli_model`; `summary` prints what the pipelines produced;
+(`embed`, `retrieve`, `vqa`) from `vlmo_pipeline.commands.model`; `summary` prints what the pipelines produced;
 `verify` checks Arrow datasets against their manifests (sha256, row counts, schema, reject log);
 `merge-manifests` assembles a dataset from the parts of a partitioned ingestion.
 
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from vlmo_pipeline.cli_model import CommandError, UsageError, guarded, one_line, print_error
+from vlmo_pipeline.commands.model import CommandError, UsageError, guarded, one_line, print_error
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--verify", action="store_true", help="re-hash every part's shards (sha256) before merging")
     merge.set_defaults(func=guarded(_merge_manifests))
 
-    from vlmo_pipeline import cli_model
-    from vlmo_pipeline.data import demo_world
+    from vlmo_pipeline.commands import model as cli_model
+    from vlmo_pipeline.data import demo as demo_world
 
     demo = demo_world.add_subcommand(commands)
     demo.set_defaults(func=guarded(_demo_data_errors(demo.get_default("func"))))
