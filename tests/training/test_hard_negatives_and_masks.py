@@ -1,19 +1,13 @@
-"""ITM hard-negative sampler and BEiT-style blockwise masks."""
+"""ITM hard-negative sampler (the masks are tested in tests/data/test_masking.py)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from vlmo_pipeline.training.objectives import (
-    batch_blockwise_masks,
-    blockwise_patch_mask,
-    sample_hard_negatives,
-    sample_itm_negatives,
-)
+from vlmo_pipeline.training.objectives import sample_hard_negatives, sample_itm_negatives
 
 
 def _local_rows(n_global: int, batch: int, offset: int, positive_logit: float, seed: int) -> torch.Tensor:
@@ -120,53 +114,3 @@ def test_sampler_makes_no_host_sync(monkeypatch):
     neg_images, neg_texts = sample_hard_negatives(image_rows, text_rows, 3)
     monkeypatch.undo()
     assert neg_images.shape == (3,) and neg_texts.shape == (3,)
-
-
-# --------------------------------------------------------------------------------------------------- masks
-
-
-def _masked_neighbour_share(mask_2d: np.ndarray) -> float:
-    """Share of masked patches with at least two masked 4-neighbours (≈ 1 for blocks, low for scatter)."""
-    padded = np.pad(mask_2d, 1)
-    neighbours = padded[:-2, 1:-1].astype(int) + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]
-    return float(((neighbours >= 2) & mask_2d).sum() / max(1, mask_2d.sum()))
-
-
-@pytest.mark.parametrize(
-    "grid,budget,min_patches",
-    [((14, 14), 75, 16), ((8, 8), 26, 4), ((4, 4), 6, 4), ((3, 5), 6, 4), ((14, 14), 0, 16), ((2, 2), 4, 4)],
-)
-def test_blockwise_mask_hits_the_budget_exactly(grid, budget, min_patches):
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        mask = blockwise_patch_mask(*grid, budget, min_num_patches=min_patches, generator=generator)
-        assert mask.dtype == torch.bool and mask.shape == (grid[0] * grid[1],)
-        assert int(mask.sum()) == budget
-
-
-def test_blockwise_masks_are_blocky_not_scattered():
-    generator = torch.Generator().manual_seed(3)
-    block_shares = [
-        _masked_neighbour_share(blockwise_patch_mask(14, 14, 75, 16, generator=generator).view(14, 14).numpy())
-        for _ in range(20)
-    ]
-    rng = np.random.default_rng(0)
-    scattered = np.zeros(196, dtype=bool)
-    scattered[rng.choice(196, 75, replace=False)] = True
-    assert np.mean(block_shares) > 0.8
-    assert _masked_neighbour_share(scattered.reshape(14, 14)) < 0.6
-
-
-def test_blockwise_masks_are_reproducible_and_vary():
-    first = batch_blockwise_masks(4, 6, 6, 0.4, generator=torch.Generator().manual_seed(7))
-    again = batch_blockwise_masks(4, 6, 6, 0.4, generator=torch.Generator().manual_seed(7))
-    assert torch.equal(first, again)
-    assert first.shape == (4, 36) and first.sum(dim=1).tolist() == [14] * 4
-    assert len({tuple(row.tolist()) for row in first}) > 1
-
-
-def test_blockwise_mask_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="num_masking_patches"):
-        blockwise_patch_mask(4, 4, 17)
-    with pytest.raises(ValueError, match="mask_ratio"):
-        batch_blockwise_masks(2, 4, 4, mask_ratio=1.5)

@@ -185,7 +185,6 @@ class DataConfig:
     datasets: dict[str, list[str]] = field(default_factory=dict)
     dataset_dirs: dict[str, str] = field(default_factory=dict)
     batch_size: int = 32
-    eval_batch_size: int = 64
     num_workers: int = 0
     max_text_len: int = 40
     augment: bool = True
@@ -207,8 +206,8 @@ class DataConfig:
             raise ValueError(f"data.corrupt_policy must be 'fail' or 'skip'; got {self.corrupt_policy!r}")
         if not 0.0 <= self.max_corrupt_rate < 1.0:
             raise ValueError(f"data.max_corrupt_rate must be in [0, 1); got {self.max_corrupt_rate}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1; got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0; got {self.num_workers}")
         for name, splits in self.datasets.items():

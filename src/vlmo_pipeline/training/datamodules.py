@@ -5,8 +5,8 @@ One :class:`VLMoDataModule` serves every stage; what it reads is decided by the 
 * ``stage1``: images of the caption datasets (one item per image), collated with BEiT blockwise patch masks;
 * ``stage2``: text corpus sentences, collated with whole-word masking;
 * ``stage3``: image-caption pairs of every pretraining dataset, whole-word masked as well;
-* ``retrieval`` / ``vqa`` / ``nlvr2``: the task's training split; ``eval_dataloaders(split)`` gives the evaluation
-  loaders (retrieval: one image loader and one caption loader over the full split).
+* ``retrieval`` / ``vqa`` / ``nlvr2``: the task's training split (the evaluation builds its own loaders:
+  ``vlmo_pipeline.evaluation``).
 
 Training loaders shuffle with a seeded generator and drop the last partial batch (ITC/ITM need equal per-rank
 batches); Lightning swaps in a ``DistributedSampler`` when several devices train.
@@ -15,7 +15,6 @@ batches); Lightning swaps in a ``DistributedSampler`` when several devices train
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -30,47 +29,13 @@ from vlmo_pipeline.data.datasets import (
     TextDataset,
     VQADataset,
 )
+from vlmo_pipeline.data.masking import MIMCollator
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.transforms import build_eval_transform, build_train_transform
-from vlmo_pipeline.training.config import MIMConfig, RunConfig
-from vlmo_pipeline.training.objectives import batch_blockwise_masks
+from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.sampling import ResumableDataLoader, ResumableRandomSampler
 
-__all__ = ["MIMCollator", "VLMoDataModule", "RetrievalEvalLoaders"]
-
-
-class MIMCollator:
-    """``collate`` plus ``patch_mask`` (B, W²) bool: BEiT blockwise masks drawn from a private seeded generator."""
-
-    def __init__(self, grid_size: int, config: MIMConfig, seed: int) -> None:
-        self.grid_size = grid_size
-        self.config = config
-        self.seed = seed
-        self._generator: torch.Generator | None = None
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_generator"] = None  # every DataLoader worker seeds its own
-        return state
-
-    def _rng(self) -> torch.Generator:
-        if self._generator is None:
-            worker = torch.utils.data.get_worker_info()
-            self._generator = torch.Generator().manual_seed(self.seed + (worker.id if worker else 0))
-        return self._generator
-
-    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        batch = collate(items)
-        batch["patch_mask"] = batch_blockwise_masks(
-            len(items),
-            self.grid_size,
-            self.grid_size,
-            mask_ratio=self.config.mask_ratio,
-            generator=self._rng(),
-            min_num_patches=self.config.min_num_patches,
-            max_aspect=self.config.max_aspect,
-        )
-        return batch
+__all__ = ["VLMoDataModule"]
 
 
 def _collate_generator_fn(collate_fn: Any) -> Callable[[], torch.Generator | None] | None:
@@ -80,15 +45,6 @@ def _collate_generator_fn(collate_fn: Any) -> Callable[[], torch.Generator | Non
     if isinstance(collate_fn, WholeWordMaskCollator):
         return collate_fn._default_generator
     return None
-
-
-@dataclass
-class RetrievalEvalLoaders:
-    """The two loaders of a retrieval evaluation: every image once, every caption once."""
-
-    images: DataLoader
-    texts: DataLoader
-    captions_per_image: list[int]
 
 
 class VLMoDataModule(L.LightningDataModule):
@@ -173,7 +129,9 @@ class VLMoDataModule(L.LightningDataModule):
     def train_collate_fn(self) -> Callable[[Sequence[dict[str, Any]]], dict[str, Any]]:
         stage = self.config.stage
         if stage == "stage1":
-            return MIMCollator(self.image_size // self.patch_size, self.config.mim, self.config.seed)
+            mim = self.config.mim
+            grid = self.image_size // self.patch_size
+            return MIMCollator(grid, mim.mask_ratio, mim.min_num_patches, mim.max_aspect, self.config.seed)
         if stage in ("stage2", "stage3"):
             mlm = self.config.mlm
             if not mlm.whole_word_masking:
@@ -226,39 +184,3 @@ class VLMoDataModule(L.LightningDataModule):
             persistent_workers=self.data.num_workers > 0,
             collate_fn=self.train_collate_fn(),
         )
-
-    # -------------------------------------------------------------------------------------- evaluation
-    def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.data.eval_batch_size,
-            shuffle=False,
-            num_workers=self.data.num_workers,
-            collate_fn=collate,
-        )
-
-    def eval_sources(self, name: str, split: str) -> list:
-        return self.data.sources({name: [split]})
-
-    def retrieval_loaders(self, name: str, split: str) -> RetrievalEvalLoaders:
-        """Image and caption loaders over the whole ``split`` of dataset ``name`` (eval transform)."""
-        sources = self.eval_sources(name, split)
-        images = ImageTextDataset(sources, transform=self.eval_transform, image_only=True)
-        texts = ImageTextDataset(sources, text_only=True, **self._text_kwargs())
-        captions_per_image = texts.table.list_lengths("caption").tolist()
-        return RetrievalEvalLoaders(self._eval_loader(images), self._eval_loader(texts), captions_per_image)
-
-    def vqa_loader(self, name: str, split: str) -> DataLoader:
-        # Questions without an in-vocabulary answer are dropped from train and val (spec §5.3); test has no answers.
-        dataset = VQADataset(
-            self.eval_sources(name, split),
-            transform=self.eval_transform,
-            drop_unanswerable=split != "test",
-            **self._text_kwargs(),
-        )
-        self._check_answer_vocab(dataset)
-        return self._eval_loader(dataset)
-
-    def nlvr2_loader(self, name: str, split: str) -> DataLoader:
-        dataset = NLVR2Dataset(self.eval_sources(name, split), transform=self.eval_transform, **self._text_kwargs())
-        return self._eval_loader(dataset)
