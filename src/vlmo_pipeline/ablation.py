@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlmo_pipeline.models.pretrained import VOCAB_NAME
 from vlmo_pipeline.training.runs import FINETUNING_RUNS, PRETRAINING_RUNS, RUNS
 
 __all__ = [
@@ -266,7 +267,7 @@ def run_variant(setup: AblationSetup, variant: str) -> dict[str, Any]:
     summaries: dict[str, dict[str, Any]] = {}
     if start == "fresh":
         # vocab.txt goes into the fresh model's folder, so the next stage finds it there as it finds stage 1's
-        init = build_fresh_model(setup, setup.load("vocab") / "vocab.txt", root / "models" / "fresh_init", skipped)
+        init = build_fresh_model(setup, setup.load("vocab") / VOCAB_NAME, root / "models" / "fresh_init", skipped)
     else:
         init = setup.load(start)
         shared = STARTING_RUNS[start]

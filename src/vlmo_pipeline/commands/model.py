@@ -23,10 +23,7 @@ from pathlib import Path
 from vlmo_pipeline.files import atomic_write_json, atomic_write_via
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-ANSWER_VOCAB_NAME = "answer_vocab.json"
 # Same names as vlmo_pipeline.models.vlmo (not imported here: that would import torch for `vlmo --help`).
-CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME = "config.json", "model.safetensors", "vocab.txt"
-MODEL_FILES = f"{CONFIG_NAME} + {WEIGHTS_NAME}"
 
 
 class CommandError(Exception):
@@ -151,15 +148,16 @@ def _read_lines(path: str) -> list[str]:
 def _read_model_config(directory: Path):
     """Check that ``directory`` holds a readable save_pretrained output; returns its ``VLMoConfig``."""
     from vlmo_pipeline.models.config import VLMoConfig
+    from vlmo_pipeline.models.pretrained import CONFIG_NAME, MODEL_FILES, missing_model_files
 
+    expected = " + ".join(MODEL_FILES)
     if not directory.exists():
-        raise CommandError(f"{directory}: no such model directory (expected {MODEL_FILES})")
+        raise CommandError(f"{directory}: no such model directory (expected {expected})")
     if not directory.is_dir():
-        raise CommandError(f"{directory}: not a directory (expected a model directory with {MODEL_FILES})")
-    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (directory / name).is_file()]
-    if missing:
+        raise CommandError(f"{directory}: not a directory (expected a model directory with {expected})")
+    if missing := missing_model_files(directory):
         raise CommandError(
-            f"{directory}: not a model directory: no {' and no '.join(missing)} (expected {MODEL_FILES} "
+            f"{directory}: not a model directory: no {' and no '.join(missing)} (expected {expected} "
             "written by save_pretrained)"
         )
     try:
@@ -213,6 +211,7 @@ class LoadedModel:
 
         from vlmo_pipeline.models import VLMo
         from vlmo_pipeline.models.checkpoint import CheckpointMismatchError
+        from vlmo_pipeline.models.pretrained import VOCAB_NAME, WEIGHTS_NAME
         from vlmo_pipeline.models.tokenizer import VLMoTokenizer
         from vlmo_pipeline.models.transforms import build_eval_transform
 
@@ -376,17 +375,14 @@ def run_retrieve(args: argparse.Namespace) -> int:
 
 def _read_answer_vocab(directory: Path, num_labels: int) -> list[str] | None:
     """The answers of ``answer_vocab.json`` in label order, or None when the model directory has none."""
-    answer_file = directory / ANSWER_VOCAB_NAME
-    if not answer_file.is_file():
-        return None
+    from vlmo_pipeline.models.pretrained import ANSWER_VOCAB_NAME, read_answer_vocab
+
     try:
-        answers = json.loads(_read_text(answer_file))
-    except json.JSONDecodeError as error:
-        raise CommandError(f"{answer_file}: invalid JSON ({error})") from error
-    if not isinstance(answers, list) or len(answers) != num_labels:
-        got = f"{len(answers)} entries" if isinstance(answers, list) else f"a {type(answers).__name__}"
-        raise CommandError(f"{answer_file}: expected a JSON list of {num_labels} answers in label order, got {got}")
-    return [str(answer) for answer in answers]
+        return read_answer_vocab(directory, num_labels)
+    except OSError as error:
+        raise CommandError(_about(directory / ANSWER_VOCAB_NAME, error, "cannot read")) from error
+    except ValueError as error:
+        raise CommandError(str(error)) from error
 
 
 def run_vqa(args: argparse.Namespace) -> int:

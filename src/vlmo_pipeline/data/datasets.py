@@ -40,13 +40,14 @@ from torch.utils.data import Dataset
 
 from vlmo_pipeline.data import arrow_io
 from vlmo_pipeline.data.arrow_io import SHARD_PATTERN, VERIFY_LEVELS, ShardError
+from vlmo_pipeline.models.pretrained import ANSWER_VOCAB_NAME
 from vlmo_pipeline.models.transforms import decode_image
 
 log = logging.getLogger(__name__)
 
 #: What a sample that cannot be used does at read time: ``fail`` raises, ``skip`` logs, counts and replaces it.
 CORRUPT_POLICIES = ("fail", "skip")
-ANSWER_VOCAB_FILE = "answer_vocab.json"
+ANSWER_VOCAB_FILE = ANSWER_VOCAB_NAME  # the ingest writes it beside the shards; the VQA model directory keeps a copy
 
 #: A shard source: ``(root, dataset, split)``, or a dataset directory / shard file path (split from the argument).
 SourceSpec = tuple | str | os.PathLike

@@ -383,7 +383,7 @@ def evaluate_vqa(
 
 def vqa_question_groups(dataset: VQADataset) -> dict[str, list[str]]:
     """Per question of ``dataset`` (sample order): ``answer_type`` ("" when the table has none) and ``family``
-    (:func:`vlmo_pipeline.data.scenes.question_family` of the question text: a demo-world question family, or
+    (:func:`vlmo_pipeline.data.demo.vqav2.question_family` of the question text: a demo-world question family, or
     "unmatched" for any other question, e.g. every real VQAv2 one). Read from the Arrow table, no image decoded."""
     table = dataset.table
     answer_types, families = [], []

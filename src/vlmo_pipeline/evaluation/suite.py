@@ -56,9 +56,9 @@ from vlmo_pipeline.evaluation.gallery import (
 )
 from vlmo_pipeline.evaluation.report import ITM_CHANCE, assemble_metrics
 from vlmo_pipeline.models import VLMo
+from vlmo_pipeline.models.pretrained import VOCAB_NAME, load_pretrained
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
 from vlmo_pipeline.models.transforms import build_eval_transform
-from vlmo_pipeline.models.vlmo import VOCAB_NAME
 from vlmo_pipeline.schema import build_config
 
 __all__ = [
@@ -126,12 +126,8 @@ class EvaluationConfig:
 
 
 def _load(model_dir: Path, max_text_len: int) -> tuple[VLMo, VLMoTokenizer]:
-    model = VLMo.from_pretrained(model_dir)
-    vocab = model_dir / VOCAB_NAME
-    if not vocab.is_file():
-        raise FileNotFoundError(f"{model_dir} has no {VOCAB_NAME}: cannot tokenize evaluation text")
-    length = min(max_text_len, model.config.max_text_len)
-    return model, VLMoTokenizer(vocab, lowercase=True, max_len=length)
+    loaded = load_pretrained(model_dir, max_text_len=max_text_len)
+    return loaded.model, loaded.tokenizer
 
 
 def _load_itm_model(directory: Path, vocab_file: Path, image_size: int | None = None) -> VLMo:

@@ -18,6 +18,7 @@ from .checkpoint import (
 from .config import KNOWN_TASKS, VLMoConfig, get_config, list_configs, register_config
 from .factory import create_model, create_model_and_transforms
 from .layers import Attention, DropPath, Mlp, MoMEBlock, PatchEmbed
+from .pretrained import Pretrained, load_pretrained
 from .relpos import (
     RelPosLayout,
     fused_relative_position_index,
@@ -37,6 +38,7 @@ __all__ = [
     "Mlp",
     "MoMEBlock",
     "PatchEmbed",
+    "Pretrained",
     "RelPosLayout",
     "UnimodalOutput",
     "VLMo",
@@ -53,6 +55,7 @@ __all__ = [
     "load_beit_checkpoint",
     "load_into_model",
     "load_official_checkpoint",
+    "load_pretrained",
     "read_state_dict",
     "register_config",
     "resize_relative_position_table",

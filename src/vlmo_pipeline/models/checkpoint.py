@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import VLMoConfig, get_config, list_configs
+from .pretrained import WEIGHTS_NAME
 from .relpos import RelPosLayout, grid_size_from_rows, resize_relative_position_table
 from .vlmo import VLMo, check_finite_weights
 
@@ -109,7 +110,7 @@ def read_state_dict(path_or_state_dict: str | os.PathLike | Mapping[str, Any]) -
         path = Path(path_or_state_dict)
         source = str(path)
         if path.is_dir():
-            path = path / "model.safetensors"
+            path = path / WEIGHTS_NAME
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} not found")
         if path.suffix == ".safetensors":

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import get_config, list_configs
-from .vlmo import CONFIG_NAME, VOCAB_NAME, VLMo
+from .pretrained import CONFIG_NAME, VOCAB_NAME
+from .vlmo import VLMo
 
 
 def create_model(name_or_path: str | os.PathLike, **overrides: Any) -> VLMo:

@@ -47,6 +47,7 @@ from .heads import (
     init_bert_style,
 )
 from .layers import Mlp, MoMEBlock, PatchEmbed
+from .pretrained import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME
 from .relpos import (
     RelPosLayout,
     fused_relative_position_index,
@@ -56,10 +57,6 @@ from .relpos import (
 )
 
 logger = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-VOCAB_NAME = "vocab.txt"
 
 
 class NonFiniteWeightsError(ValueError):

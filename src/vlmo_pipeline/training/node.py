@@ -26,7 +26,7 @@ def train_node(
     directory holding the vocabulary file (the `vocab` pipeline's output). ``work_dirs``: the catalog's
     ``model_dir`` and ``log_dir`` of the run. ``section``: the parameters section (the run's pipeline name), which
     lives in ``conf/<env>/parameters_<section>.yml``; errors name both."""
-    from vlmo_pipeline.models.vlmo import VOCAB_NAME
+    from vlmo_pipeline.models.pretrained import VOCAB_NAME
     from vlmo_pipeline.training.launch import configure_run, train_for_catalog
 
     vocab_file = None if vocab_dir is None else Path(vocab_dir) / VOCAB_NAME

@@ -44,8 +44,9 @@ from lightning.pytorch.loggers import CSVLogger
 from vlmo_pipeline.data.datasets import ANSWER_VOCAB_FILE, load_answer_vocab
 from vlmo_pipeline.files import atomic_write_json, atomic_write_via
 from vlmo_pipeline.models import VLMo, create_model, list_configs, load_beit_checkpoint
+from vlmo_pipeline.models.pretrained import VOCAB_NAME, WEIGHTS_NAME
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer
-from vlmo_pipeline.models.vlmo import VOCAB_NAME, describe_non_finite, non_finite_tensors
+from vlmo_pipeline.models.vlmo import describe_non_finite, non_finite_tensors
 from vlmo_pipeline.training.callbacks import StepProgress
 from vlmo_pipeline.training.config import RunConfig
 from vlmo_pipeline.training.datamodules import VLMoDataModule
@@ -282,7 +283,7 @@ def run_fingerprint(config: RunConfig, vocab_file: Path) -> dict[str, Any]:
     the sha256 of each dataset's ``manifest.json``, batch size, text length, augmentation, sample limit, workers).
     Logging, checkpoint cadence and progress display are not part of it.
     """
-    init_weights = Path(config.init) / "model.safetensors"
+    init_weights = Path(config.init) / WEIGHTS_NAME
     init_from = Path(config.init_from) if config.init_from else None
     trainer = config.trainer
     data = config.data

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmo_pipeline.data.datasets import ShardedArrowTable, list_shards
+from vlmo_pipeline.models.pretrained import VOCAB_NAME
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer, train_wordpiece_vocab
-from vlmo_pipeline.models.vlmo import VOCAB_NAME
 from vlmo_pipeline.schema import build_config
 
 __all__ = ["VocabConfig", "corpus_lines", "build_vocab"]

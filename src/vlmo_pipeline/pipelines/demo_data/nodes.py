@@ -1,4 +1,4 @@
-"""Nodes of the `demo_data` pipeline: thin wrappers around `vlmo_pipeline.data.demo_world`."""
+"""Nodes of the `demo_data` pipeline: thin wrappers around `vlmo_pipeline.data.demo`."""
 
 from __future__ import annotations
 
