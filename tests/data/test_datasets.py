@@ -23,9 +23,9 @@ from vlmo_pipeline.data.datasets import (
     NLVR2Dataset,
     TextDataset,
     VQADataset,
-    list_shards,
     load_answer_vocab,
 )
+from vlmo_pipeline.data.shards import list_shards
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer, train_wordpiece_vocab
 from vlmo_pipeline.models.transforms import build_eval_transform
 
@@ -407,7 +407,7 @@ def test_pickle_and_dataloader_workers(primary, tokenizer):
 
 
 def test_sharded_table_bounds_open_shards(tmp_path):
-    from vlmo_pipeline.data.datasets import ShardedArrowTable
+    from vlmo_pipeline.data.shards import ShardedArrowTable
 
     paths = [
         write_shard(

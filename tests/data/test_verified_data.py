@@ -16,12 +16,8 @@ from vlmo_pipeline.data.arrow_io import (
     schema_for,
     verify_dataset,
 )
-from vlmo_pipeline.data.datasets import (
-    CorruptSampleError,
-    ImageOnlyDataset,
-    ShardedArrowTable,
-    list_shards,
-)
+from vlmo_pipeline.data.datasets import CorruptSampleError, ImageOnlyDataset
+from vlmo_pipeline.data.shards import ShardedArrowTable, list_shards
 from vlmo_pipeline.models.transforms import build_eval_transform
 
 try:

@@ -102,6 +102,18 @@ def test_parameter_change_reruns_only_downstream_stages(dvc_repo: Path):
     assert _stages_run(rerun) == ["ingest_nlvr2"]
 
 
+def test_parameter_sweep_with_dvc_exp_run_set_param(dvc_repo: Path):
+    """README "Real data at scale": `dvc exp run -S <params file>:<key>=<value>` runs the stages with the value,
+    and `dvc exp show` lists the experiment with it."""
+    spec = "conf/base/parameters_ingest.yml:ingest.shard_rows=7"
+    output = _sh(dvc_repo, "dvc", "exp", "run", "-S", spec, "ingest_nlvr2", timeout=900)
+    assert "ingest_nlvr2" in _stages_run(output)
+    manifest = json.loads((dvc_repo / "data" / "03_primary" / "nlvr2" / "manifest.json").read_text())
+    assert max(shard["rows"] for shard in manifest["shards"]) == 7
+    shown = json.dumps(_json_out(dvc_repo, "dvc", "exp", "show", "--json"))
+    assert '"shard_rows": 7' in shown
+
+
 def test_push_then_pull_into_a_fresh_clone_restores_outputs(dvc_repo: Path, tmp_path: Path):
     _sh(dvc_repo, "dvc", "repro", "ingest_nlvr2")
     _sh(dvc_repo, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "repro")

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmo_pipeline.data.datasets import ShardedArrowTable, list_shards
+from vlmo_pipeline.data.shards import ShardedArrowTable, list_shards
 from vlmo_pipeline.models.pretrained import VOCAB_NAME
 from vlmo_pipeline.models.tokenizer import VLMoTokenizer, train_wordpiece_vocab
 from vlmo_pipeline.schema import build_config
