@@ -1,5 +1,7 @@
 """The paper's stage-wise pretraining ablation, in miniature: ``python -m vlmo_pipeline.ablation`` (``make ablation``).
 
+(About 530 lines: a program, the variants' chain, and the table it writes; nothing else imports it.)
+
 VLMo pretrains in three stages (1: image-only masked image modelling, 2: text-only MLM with attention and V-FFN
 frozen, 3: image-text ITC + ITM + MLM); the paper's ablation is that stages 1 and 2 help stage 3. This program
 re-runs the demo chain with stages left out, from the same seeds, and tabulates the demo metrics:

@@ -1,4 +1,7 @@
-"""Evaluate fine-tuned VLMo models on their test splits (spec §5.3–5.5) and compute the matching baselines.
+"""Evaluate fine-tuned VLMo models on their test splits (spec §5.3–5.5): one pass per task.
+
+(About 560 lines: the four passes share the device, autocast, batching and progress helpers at the top and the
+ITM scoring that both retrieval re-ranking and held-out ITM use, so they stay together.)
 
 * :func:`evaluate_retrieval`: dual-encoder R@1/5/10 in both directions over the full image × caption matrix of a
   split (every image once, every caption once); optionally also the ITM re-ranking of every query's top-k
@@ -11,9 +14,7 @@
 * :func:`evaluate_nlvr2`: accuracy (percent) of the two-pass NLVR2 classifier (+ the predictions).
 * :func:`evaluate_itm`: held-out ITM accuracy of a model that kept its ITM head, one positive and one negative
   caption per image, negatives drawn by the stage-3 sampler (hard: from the ITC similarities; random: uniform).
-* :func:`retrieval_chance`, :func:`vqa_majority_baseline`, :func:`vqa_majority_baseline_by_group`,
-  :func:`nlvr2_majority_baseline`: the chance / majority-class baselines of the same test sets
-  (``metrics.json["chance"]``), read from the Arrow tables without decoding images.
+The chance / majority-class baselines of the same test sets are :mod:`vlmo_pipeline.evaluation.baselines`.
 
 The image controls (shuffled / blank images) run these same functions on controlled copies of the datasets
 (:mod:`vlmo_pipeline.evaluation.controls`). All functions run under ``torch.no_grad`` in eval mode on ``device``
@@ -35,14 +36,11 @@ import torchmetrics
 from torch.utils.data import DataLoader, Subset
 
 from vlmo_pipeline.data.collate import collate
-from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset
+from vlmo_pipeline.data.datasets import ImageTextDataset, VQADataset
 from vlmo_pipeline.data.demo.vqav2 import question_family
 from vlmo_pipeline.evaluation.metrics import (
     RetrievalRecall,
     VQAScore,
-    chance_retrieval_recall,
-    majority_baseline_vqa_score,
-    majority_class_accuracy,
     vqa_scores_of_argmax,
 )
 from vlmo_pipeline.models import VLMo
@@ -58,15 +56,11 @@ __all__ = [
     "evaluate_nlvr2",
     "evaluate_itm",
     "group_counts",
+    "group_order",
     "mean_score_by_group",
     "recall_from_scores",
     "rerank_scores",
-    "retrieval_chance",
     "vqa_question_groups",
-    "vqa_majority_baseline",
-    "vqa_majority_baseline_by_group",
-    "nlvr2_labels",
-    "nlvr2_majority_baseline",
 ]
 
 #: The answer types of VQAv2 (``answer_type`` column), in report order.
@@ -393,7 +387,7 @@ def vqa_question_groups(dataset: VQADataset) -> dict[str, list[str]]:
     return {"answer_type": answer_types, "family": families}
 
 
-def _group_order(groups: Sequence[str], preferred: Sequence[str], leave_out: Sequence[str]) -> list[str]:
+def group_order(groups: Sequence[str], preferred: Sequence[str], leave_out: Sequence[str]) -> list[str]:
     present = set(groups) - set(leave_out)
     return [name for name in preferred if name in present] + sorted(present - set(preferred))
 
@@ -411,7 +405,7 @@ def mean_score_by_group(
     totals: dict[str, list[float]] = defaultdict(list)
     for score, group in zip(scores, groups):
         totals[group].append(float(score))
-    return {name: 100.0 * sum(totals[name]) / len(totals[name]) for name in _group_order(groups, preferred, leave_out)}
+    return {name: 100.0 * sum(totals[name]) / len(totals[name]) for name in group_order(groups, preferred, leave_out)}
 
 
 def group_counts(
@@ -419,7 +413,7 @@ def group_counts(
 ) -> dict[str, int]:
     """Number of samples per group, same keys and order as :func:`mean_score_by_group`."""
     counts = Counter(groups)
-    return {name: counts[name] for name in _group_order(groups, preferred, leave_out)}
+    return {name: counts[name] for name in group_order(groups, preferred, leave_out)}
 
 
 @torch.no_grad()
@@ -563,78 +557,3 @@ def evaluate_itm(
         {"images": len(rows), "positives": positives, "negatives": {mode: negatives[mode].tolist() for mode in modes}}
     )
     return result
-
-
-# --------------------------------------------------------------------------------------------- baselines
-def retrieval_chance(captions_per_image: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """Expected recall of a random ranking on a split with these caption counts per image."""
-    return chance_retrieval_recall(len(captions_per_image), list(captions_per_image), ks)
-
-
-def _vqa_question_scores(dataset: VQADataset) -> list[dict[int, float]]:
-    """``{label: soft score}`` of every question of ``dataset`` in sample order, read from the Arrow table only."""
-    table = dataset.table
-    per_question = []
-    for row, position in zip(dataset.row_of_sample.tolist(), dataset.question_of_sample.tolist()):
-        labels = table.scalar(row, "answer_labels")
-        if not labels.is_valid or len(labels) <= position:
-            per_question.append({})
-            continue
-        label_list = labels.values[position].as_py() or []
-        score_list = table.scalar(row, "answer_scores").values[position].as_py() or []
-        per_question.append(dict(zip(label_list, score_list)))
-    return per_question
-
-
-def vqa_majority_baseline(train_dataset: VQADataset, eval_dataset: VQADataset) -> float:
-    """VQA score (percent) on ``eval_dataset`` of always giving the answer with the largest total training score."""
-    majority = _majority_answer(_vqa_question_scores(train_dataset))
-    if majority is None:
-        raise ValueError("the VQA training split has no scored answer: cannot pick a majority answer")
-    return majority_baseline_vqa_score([majority], _vqa_question_scores(eval_dataset))
-
-
-def _majority_answer(per_question: Sequence[dict[int, float]]) -> int | None:
-    totals: Counter = Counter()
-    for scores in per_question:
-        totals.update(scores)
-    return totals.most_common(1)[0][0] if totals else None
-
-
-def vqa_majority_baseline_by_group(
-    train_dataset: VQADataset,
-    eval_dataset: VQADataset,
-    train_groups: Sequence[str],
-    eval_groups: Sequence[str],
-    preferred: Sequence[str] = (),
-    leave_out: Sequence[str] = ("", "unmatched"),
-) -> dict[str, float]:
-    """Per group of the evaluation questions (e.g. answer type): VQA score (percent) of always giving that group's
-    majority training answer (largest total training score among the group's training questions; the overall
-    majority answer when the group has no scored training question). Keys as :func:`mean_score_by_group`."""
-    train_scores, eval_scores = _vqa_question_scores(train_dataset), _vqa_question_scores(eval_dataset)
-    if len(train_groups) != len(train_scores) or len(eval_groups) != len(eval_scores):
-        raise ValueError("one group label per training and per evaluation question is needed")
-    overall = _majority_answer(train_scores)
-    if overall is None:
-        raise ValueError("the VQA training split has no scored answer: cannot pick a majority answer")
-    result = {}
-    for name in _group_order(eval_groups, preferred, leave_out):
-        majority = _majority_answer([scores for scores, group in zip(train_scores, train_groups) if group == name])
-        targets = [scores for scores, group in zip(eval_scores, eval_groups) if group == name]
-        result[name] = majority_baseline_vqa_score([overall if majority is None else majority], targets)
-    return result
-
-
-def nlvr2_labels(dataset: NLVR2Dataset) -> list[int]:
-    """Label (1 = "True") of every statement of ``dataset`` in sample order, without decoding images."""
-    table = dataset.table
-    return [
-        int(table.list_item(row, "answers", position) == "True")
-        for row, position in zip(dataset.row_of_sample.tolist(), dataset.sentence_of_sample.tolist())
-    ]
-
-
-def nlvr2_majority_baseline(train_dataset: NLVR2Dataset, eval_dataset: NLVR2Dataset) -> float:
-    """Accuracy (percent) on ``eval_dataset`` of always predicting the most frequent training label."""
-    return majority_class_accuracy(nlvr2_labels(train_dataset), nlvr2_labels(eval_dataset))

@@ -1,5 +1,8 @@
 """Qualitative examples for the evaluation report: a retrieval gallery and VQA / NLVR2 examples (PNG + Markdown).
 
+(About 560 lines, one job: picking, drawing and captioning the examples of three tasks; most of it is the
+matplotlib layout of each figure, which reads best next to the Markdown that describes it.)
+
 The evaluation (:mod:`vlmo_pipeline.evaluation.suite`) already ranks every test image for a few query captions
 and predicts every VQA answer and NLVR2 label; nothing is scored again here. This module picks the samples
 deterministically (evenly spread over the split, see :func:`spread`), decodes their images from the Arrow shards

@@ -1,5 +1,8 @@
 """The evaluation report: ``metrics.json`` in the project's fixed shape, PNG plots and a short ``report.md``.
 
+(About 520 lines: the fixed shape of ``metrics.json``, its checker and the report that prints it are one
+contract and change together.)
+
 ``metrics.json`` (all scores in percent)::
 
     {"retrieval": {"coco": {"tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"}, "f30k": {...}},

@@ -31,6 +31,12 @@ from torch.utils.data import DataLoader
 from vlmo_pipeline.data.collate import collate
 from vlmo_pipeline.data.datasets import ImageTextDataset, NLVR2Dataset, VQADataset
 from vlmo_pipeline.data.demo.vqav2 import QUESTION_FAMILIES
+from vlmo_pipeline.evaluation.baselines import (
+    nlvr2_majority_baseline,
+    retrieval_chance,
+    vqa_majority_baseline,
+    vqa_majority_baseline_by_group,
+)
 from vlmo_pipeline.evaluation.controls import with_blank_images, with_shuffled_images
 from vlmo_pipeline.evaluation.evaluate import (
     VQA_ANSWER_TYPES,
@@ -41,10 +47,6 @@ from vlmo_pipeline.evaluation.evaluate import (
     evaluate_vqa,
     group_counts,
     mean_score_by_group,
-    nlvr2_majority_baseline,
-    retrieval_chance,
-    vqa_majority_baseline,
-    vqa_majority_baseline_by_group,
     vqa_question_groups,
 )
 from vlmo_pipeline.evaluation.gallery import (

@@ -1,5 +1,8 @@
 """Checkpoint I/O: official VLMo ``.pt``/``.ckpt`` files, BEiT v1 vision checkpoints, state-dict adaptation.
 
+(About 540 lines: the key maps of two foreign formats, their resizing rules and the reports of what was loaded;
+splitting them would separate each mapping from the checks that prove it.)
+
 Every ``torch.load`` here uses ``weights_only=True`` (no arbitrary code from a checkpoint file).
 """
 

@@ -1,5 +1,8 @@
 """The VLMo model: Multiway transformer + shared relative position bias + text embeddings + task heads.
 
+(About 640 lines, on purpose: the whole forward pass, the task heads' wiring and the save / load of the weights in
+one file that reads in one sitting against the official ``vlmo_module.py``.)
+
 State-dict keys equal the official ``VLMo`` LightningModule's (spec §2). Forward entry points mirror the
 official ``infer*`` methods but take tensors instead of batch dicts:
 
