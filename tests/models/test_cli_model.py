@@ -414,6 +414,17 @@ def test_other_runtime_and_usage_errors(workspace, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
+def test_console_summary_lists_datasets_not_partition_folders(tmp_path, capsys):
+    primary = tmp_path / "03_primary"
+    manifest = {"dataset": "coco", "splits": {"train": 5}, "shards": [{}], "rejects": 0}
+    for folder in ("coco", "coco.part-0-of-2"):
+        (primary / folder).mkdir(parents=True)
+        (primary / folder / "manifest.json").write_text(json.dumps(manifest))
+    assert console.main(["summary", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("coco    train=5") == 1 and "1 partition folder(s) not merged yet" in out
+
+
 def test_console_summary_and_demo_data_errors(tmp_path, capsys):
     manifest = tmp_path / "03_primary" / "coco" / "manifest.json"
     manifest.parent.mkdir(parents=True)

@@ -1,5 +1,5 @@
 """The `paper` Kedro environment (`kedro run --env paper ...`) holds the official VLMo-Base recipe. Every value it
-sets is compared here with the spec's tables, transcribed below: `/work/shared/spec/vlmo_reference.md` §4.4
+sets is compared here with the tables of our VLMo reference (the spec), transcribed below: §4.4
 (stage-wise pretraining), §5.1 (optimiser), §5.2 (fine-tuning hyper-parameters per named config), §5.3 (VQA
 splits) and §5.5 (retrieval evaluation).
 

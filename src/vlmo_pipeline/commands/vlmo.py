@@ -31,10 +31,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _summary(args: argparse.Namespace) -> int:
     """Print one line per Arrow dataset under data/03_primary (rows per split, rejects) and the reports."""
+    from vlmo_pipeline.data.partitions import PART_PATTERN
+
     primary = Path(args.data) / "03_primary"
-    manifests = sorted(primary.glob("*/manifest.json"))
+    found = sorted(primary.glob("*/manifest.json"))
+    manifests = [path for path in found if not PART_PATTERN.match(path.parent.name)]
     if not manifests:
         raise CommandError(f"{primary}: no Arrow datasets yet; run `kedro run --pipeline=ingest`")
+    parts = len(found) - len(manifests)
     lines = []
     for path in manifests:
         try:
@@ -50,6 +54,8 @@ def _summary(args: argparse.Namespace) -> int:
             raise CommandError(f"{path}: not a dataset manifest (bad or missing field: {error})") from error
     print(f"Arrow datasets in {primary}:")
     print("\n".join(lines))
+    if parts:  # a partitioned ingestion's parts are not datasets until `vlmo merge-manifests` assembles them
+        print(f"  (+ {parts} partition folder(s) not merged yet: see `vlmo merge-manifests`)")
     metrics = Path(args.data) / "08_reporting" / "metrics.json"
     if metrics.exists():
         print(f"evaluation metrics: {metrics}")
