@@ -7,7 +7,12 @@ Checks, in order, each mapped to one reject reason:
 * ``width * height`` (read from the header, before any pixel is decoded) above ``max_pixels``, or PIL's own
   ``DecompressionBombError``/``DecompressionBombWarning`` → ``decompression_bomb``
 * ``Image.verify()`` then a full ``load()`` (verify alone misses broken JPEG entropy data) failing with a
-  "truncated" error → ``truncated_image``, with any other error → ``corrupt_image``
+  "truncated" error → ``truncated_image``, with any other error → ``corrupt_image``. JPEG (whose ``verify()`` is a
+  no-op in Pillow) is opened once and, when its original bytes are what gets stored, decoded in draft mode: libjpeg
+  still decodes every entropy-coded segment (where truncation and broken data show) but runs the inverse DCT at
+  1/8 scale; a JPEG to be re-encoded or normalised is decoded at full size. tests/data/test_image_validation.py
+  checks that draft and full decoding give the same verdict and message on truncated, cut, garbage and corrupted
+  files.
 
 Images whose plain ``Image.open(...).convert("RGB")`` (what the official ViLT/VLMo loaders, and our
 ``decode_image``, do at training time) would give wrong pixels are *normalised* once here and stored as a
@@ -30,6 +35,7 @@ record's dataset root (→ ``outside_root``, unless ``allow_outside_symlinks``).
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -114,6 +120,8 @@ def validate_image_bytes(data: bytes, options: ImageOptions = ImageOptions()) ->
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; image validation needs it False")
 
     image = _open_checked(data, options.max_pixels)
+    if image.format == "JPEG":  # exactly JPEG: MPO (multi-picture) keeps the general path
+        return _validate_jpeg(image, data, options)
     try:
         image.verify()
     except Exception as error:  # PIL raises a variety of types (OSError, SyntaxError, struct.error, ...)
@@ -126,14 +134,41 @@ def validate_image_bytes(data: bytes, options: ImageOptions = ImageOptions()) ->
     except Exception as error:
         raise ImageRejected(_classify_decode_error(error), f"decoding failed: {error}") from None
 
+    return _stored_bytes(image, data, options)
+
+
+def _stored_bytes(image: Image.Image, data: bytes, options: ImageOptions) -> bytes:
+    """What to store for a fully decoded, valid ``image``: a downscaled JPEG, a normalised PNG or ``data``."""
     try:
-        if options.max_side is not None and max(image.size) > options.max_side:
+        if _needs_downscale(image, options):
             return _reencode(image, options.max_side, options.jpeg_quality, options.exif_transpose)
         if needs_normalization(image, options.exif_transpose):
             return _encode_png(to_rgb(image, options.exif_transpose))
     except (OSError, ValueError) as error:  # e.g. a colour space PIL cannot convert to RGB
         raise ImageRejected(CORRUPT_IMAGE, f"cannot convert mode {image.mode} to RGB: {error}") from None
     return data
+
+
+def _needs_downscale(image: Image.Image, options: ImageOptions) -> bool:
+    return options.max_side is not None and max(image.size) > options.max_side
+
+
+def _validate_jpeg(image: Image.Image, data: bytes, options: ImageOptions) -> bytes:
+    """:func:`validate_image_bytes` for an opened JPEG: one header parse (Pillow's ``verify()`` does nothing for
+    JPEG, so the general path's second open buys nothing) and a DCT-scaled decode when the bytes are kept."""
+    # Mode, EXIF orientation and size come from the header, so whether the output must be re-encoded is known
+    # before any pixel is decoded; the size and pixel limits were checked on the header size in _open_checked.
+    keep_original = not _needs_downscale(image, options) and not needs_normalization(image, options.exif_transpose)
+    if keep_original:
+        # Scale 1/8 (the smallest libjpeg offers): the entropy-coded data is decoded in full, only the inverse
+        # DCT and colour conversion work on 1/64 of the pixels. draft() changes image.size, so nothing after
+        # this point may look at it.
+        image.draft(image.mode, (1, 1))
+    try:
+        image.load()
+    except Exception as error:
+        raise ImageRejected(_classify_decode_error(error), f"decoding failed: {error}") from None
+    return data if keep_original else _stored_bytes(image, data, options)
 
 
 # --- pixel modes and orientation ----------------------------------------------------------------------------------
@@ -216,10 +251,22 @@ def _reencode(image: Image.Image, max_side: int, jpeg_quality: int, exif_transpo
     return buffer.getvalue()
 
 
-def read_image_source(source: ImageSource, options: ImageOptions = ImageOptions()) -> bytes:
+def read_image_source(
+    source: ImageSource, options: ImageOptions = ImageOptions(), roots: dict[str, str] | None = None
+) -> bytes:
     """Read the encoded bytes an :class:`ImageSource` points at, safely (module docstring); problems raise
     :class:`ImageRejected` (``missing_file``, ``not_regular_file``, ``too_large``, ``outside_root``,
-    ``unreadable_file``, ``truncated_image`` for a short byte range)."""
+    ``unreadable_file``, ``truncated_image`` for a short byte range).
+
+    ``roots``: a cache ``root -> os.path.realpath(root)`` that the caller keeps for a batch of sources (one ingest
+    task), so a dataset root is resolved once per batch rather than once per image. Kept by the caller and not
+    here for the life of a process, so a root relinked between runs on a long-lived worker is seen.
+    """
+    resolved_root = None
+    if roots is not None and source.root is not None and not options.allow_outside_symlinks:
+        resolved_root = roots.get(source.root)
+        if resolved_root is None:
+            resolved_root = roots[source.root] = os.path.realpath(source.root)
     try:
         return read_regular_file(
             source.path,
@@ -228,11 +275,14 @@ def read_image_source(source: ImageSource, options: ImageOptions = ImageOptions(
             allow_outside=options.allow_outside_symlinks,
             offset=source.offset,
             length=source.length,
+            resolved_root=resolved_root,
         )
     except FileRejected as rejected:
         raise ImageRejected(rejected.reason, rejected.detail) from None
 
 
-def load_image(source: ImageSource, options: ImageOptions = ImageOptions()) -> bytes:
-    """Read and validate one image; raises :class:`ImageRejected`."""
-    return validate_image_bytes(read_image_source(source, options), options)
+def load_image(
+    source: ImageSource, options: ImageOptions = ImageOptions(), roots: dict[str, str] | None = None
+) -> bytes:
+    """Read and validate one image (``roots``: see :func:`read_image_source`); raises :class:`ImageRejected`."""
+    return validate_image_bytes(read_image_source(source, options, roots), options)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -56,7 +57,7 @@ from vlmo_pipeline.data.raw import (
     open_vg,
     open_vqav2,
 )
-from vlmo_pipeline.data.raw.records import RawItem, RawSource, Reject
+from vlmo_pipeline.data.raw.records import ImageSource, RawItem, RawSource, Reject
 from vlmo_pipeline.data.raw.safe_io import DEFAULT_MAX_IMAGE_BYTES
 from vlmo_pipeline.data.registry import DATASETS
 from vlmo_pipeline.progress import Progress
@@ -238,21 +239,83 @@ def open_raw_source(
 Processed = tuple[str, dict[str, Any]] | Reject  # (split, row) or a reject
 
 
-def materialize(item: RawItem, options: ImageOptions) -> Processed:
-    """Turn a record into a finished row by loading its images (rejects pass through unchanged)."""
+def materialize(item: RawItem, options: ImageOptions, roots: dict[str, str] | None = None) -> Processed:
+    """Turn a record into a finished row by loading its images (rejects pass through unchanged).
+
+    ``roots``: the caller's cache of resolved dataset roots for a batch of records
+    (:func:`~vlmo_pipeline.data.images.read_image_source`).
+    """
     if isinstance(item, Reject):
         return item
     row = dict(item.fields)
     for column, source in item.images.items():
         try:
-            row[column] = load_image(source, options)
+            row[column] = load_image(source, options, roots)
         except ImageRejected as rejected:
             return Reject(item.record_id, source.describe(), rejected.reason, rejected.detail, split=item.split)
     return item.split, row
 
 
-def _materialize_chunk(chunk: list[RawItem], options: ImageOptions) -> list[Processed]:
-    return [materialize(item, options) for item in chunk]
+#: One image to load on a worker: ImageSource's fields (path, offset, length, root) as a plain tuple.
+ImageTask = tuple[str, int | None, int | None, str | None]
+#: A worker's answer for one image: the bytes to store, or (reason, detail) of its rejection.
+ImageResult = bytes | tuple[str, str]
+
+
+def _image_tasks(chunk: list[RawItem]) -> list[ImageTask]:
+    """The images of a chunk's records, in record and column order: all a worker needs to know.
+
+    The records themselves (captions, ids, splits) stay in the parent, which assembles the rows: a task and its
+    result are then flat lists of strings and bytes, cheap to pickle in the parent and to pass through the
+    scheduler (which, with a local cluster, runs in the parent too), instead of dataclasses and row dicts.
+    """
+    return [
+        (source.path, source.offset, source.length, source.root)
+        for item in chunk
+        if not isinstance(item, Reject)
+        for source in item.images.values()
+    ]
+
+
+def _pack_tasks(tasks: list[ImageTask]) -> bytes:
+    """A chunk's image tasks as one opaque bytes argument: Dask walks a task's arguments object by object
+    (looking for futures) and the graph is pickled by the client and again by the scheduler, both in the
+    parent; a bytes object is one object to walk and a memcpy to pickle."""
+    return pickle.dumps(tasks, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load_images(packed: bytes, options: ImageOptions) -> list[ImageResult]:
+    """The Dask task: read and validate each image of :func:`_pack_tasks` ' list. Idempotent (reads only), so a
+    retry is safe."""
+    roots: dict[str, str] = {}  # each dataset root resolved once per task
+    results: list[ImageResult] = []
+    for path, offset, length, root in pickle.loads(packed):
+        try:
+            results.append(load_image(ImageSource(path, offset, length, root), options, roots))
+        except ImageRejected as rejected:
+            results.append((rejected.reason, rejected.detail))
+    return results
+
+
+def _assemble(chunk: list[RawItem], images: list[ImageResult]) -> Iterator[Processed]:
+    """The chunk's rows and rejects, from its records and the worker's image results (as :func:`materialize`
+    gives them: a record is rejected for the first of its images, in column order, that was rejected)."""
+    position = 0
+    for item in chunk:
+        if isinstance(item, Reject):
+            yield item
+            continue
+        row, reject = dict(item.fields), None
+        for column, source in item.images.items():
+            result = images[position]
+            position += 1
+            if reject is not None:
+                continue  # a later image of an already rejected record (materialize would not have read it)
+            if isinstance(result, tuple):
+                reject = Reject(item.record_id, source.describe(), result[0], result[1], split=item.split)
+            else:
+                row[column] = result
+        yield reject if reject is not None else (item.split, row)
 
 
 def _chunks(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
@@ -343,8 +406,9 @@ def process_items(
     small_input = total is not None and total <= 2 * config.chunk_size
     single = config.workers == 0 or (config.workers == 1 and config.cluster == LOCAL_CLUSTER)
     if client is None and (single or small_input):
+        roots: dict[str, str] = {}  # one run, one source: its root is resolved once
         for item in items:
-            yield materialize(item, options)
+            yield materialize(item, options, roots)
         return
     with contextlib.nullcontext(client) if client is not None else dask_client(config) as pool:
         if config.max_inflight_chunks:
@@ -352,39 +416,60 @@ def process_items(
         else:
             max_inflight = 2 * max(1, sum(pool.nthreads().values()) or config.workers)  # 2 per worker thread
         run = uuid.uuid4().hex[:8]  # own task keys: never share results with another run on the same cluster
-        pending: deque = deque()  # (future, chunk index, first and last record id): small
+        # (future, chunk index, the chunk's records): the records' metadata waits here for its images, so the
+        # parent holds at most max_inflight chunks of metadata plus the results being assembled.
+        pending: deque = deque()
 
-        def collect() -> list[Processed]:
-            future, index, first, last = pending.popleft()
+        def collect() -> Iterator[Processed]:
+            future, index, chunk = pending.popleft()
             try:
-                return future.result()
+                images = future.result()
             except Exception as error:
                 raise IngestWorkerError(
-                    f"[ingest {name}] chunk {index} (records {first} .. {last}) failed on the Dask cluster "
-                    f"({config.cluster}) after {config.retries} retries: {type(error).__name__}: {error}"
+                    f"[ingest {name}] chunk {index} (records {_item_id(chunk[0])} .. {_item_id(chunk[-1])}) failed "
+                    f"on the Dask cluster ({config.cluster}) after {config.retries} retries: "
+                    f"{type(error).__name__}: {error}"
                 ) from error
             finally:
                 future.release()
+            return _assemble(chunk, images)
 
         try:
             for index, chunk in enumerate(_chunks(items, config.chunk_size)):
-                future = pool.submit(
-                    _materialize_chunk,
-                    chunk,
-                    options,
-                    key=f"ingest-{name}-{run}-chunk-{index}",
-                    retries=config.retries,
-                    pure=False,
-                )
-                pending.append((future, index, _item_id(chunk[0]), _item_id(chunk[-1])))
-                del chunk, future
+                tasks = _image_tasks(chunk)
+                if tasks:
+                    future = pool.submit(
+                        _load_images,
+                        _pack_tasks(tasks),
+                        options,
+                        key=f"ingest-{name}-{run}-chunk-{index}",
+                        retries=config.retries,
+                        pure=False,
+                    )
+                else:  # only rejects: nothing for a worker to do, but the order of the output is kept
+                    future = _Done([])
+                pending.append((future, index, chunk))
+                del chunk, tasks, future
                 if len(pending) >= max_inflight:
                     yield from collect()
             while pending:
                 yield from collect()
         finally:
             if pending:
-                pool.cancel([entry[0] for entry in pending])
+                pool.cancel([entry[0] for entry in pending if not isinstance(entry[0], _Done)])
+
+
+class _Done:
+    """A finished stand-in for a Dask future (a chunk without images)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+    def release(self) -> None:
+        pass
 
 
 # --- the driver -------------------------------------------------------------------------------------------------

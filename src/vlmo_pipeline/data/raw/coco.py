@@ -27,7 +27,7 @@ from vlmo_pipeline.data.raw.records import (
     RawSource,
     Reject,
     check_captions,
-    safe_join,
+    safe_join_str,
     tag_split,
 )
 from vlmo_pipeline.data.raw.safe_io import iter_json_items, json_prefix_kinds
@@ -143,6 +143,7 @@ def _iter_official_subset(root: Path, subset: str, parsed_subset: tuple, max_cap
     path, (file_names, captions_by_image, rejects) = parsed_subset
     source = str(path)
     split = OFFICIAL_SPLITS[subset]
+    root_name = str(root)  # once per subset: the per-record join is string work
     yield from rejects
     for image_id in sorted(file_names):
         file_name = file_names[image_id]
@@ -153,7 +154,7 @@ def _iter_official_subset(root: Path, subset: str, parsed_subset: tuple, max_cap
             yield Reject(file_name, source, NO_CAPTIONS, f"image id {image_id} has no valid caption")
             continue
         try:
-            image_path = safe_join(root, subset, file_name)
+            image_path = safe_join_str(root_name, subset, file_name)
         except PathEscapesRootError as error:
             yield Reject(file_name, source, PATH_ESCAPES_ROOT, str(error))
             continue
@@ -162,7 +163,7 @@ def _iter_official_subset(root: Path, subset: str, parsed_subset: tuple, max_cap
             split=split,
             source=source,
             fields={"caption": captions, "image_id": file_name, "split": split},
-            images={"image": ImageSource(str(image_path), root=str(root))},
+            images={"image": ImageSource(image_path, root=root_name)},
         )
 
 

@@ -22,7 +22,7 @@ from vlmo_pipeline.data.raw.records import (
     Reject,
     check_captions,
     load_json,
-    safe_join,
+    safe_join_str,
     tag_split,
 )
 from vlmo_pipeline.data.raw.safe_io import iter_json_items, json_prefix_kinds
@@ -86,6 +86,7 @@ def iter_karpathy_records(
     ``<image_root>/<filename>`` (Flickr).
     """
     source = str(annotation_path)
+    root = str(Path(image_root))  # once per source, normalised as Path does: the per-record join is string work
     for index, entry in enumerate(entries):
         record_id = f"images[{index}]"
         if not isinstance(entry, dict):
@@ -107,7 +108,7 @@ def iter_karpathy_records(
             continue
         try:
             parts = (filepath, filename) if use_filepath else (filename,)
-            image_path = safe_join(image_root, *parts)
+            image_path = safe_join_str(root, *parts)
         except PathEscapesRootError as error:
             yield Reject(record_id, source, PATH_ESCAPES_ROOT, str(error), split=split)
             continue
@@ -122,5 +123,5 @@ def iter_karpathy_records(
             split=split,
             source=source,
             fields={"caption": captions, "image_id": filename, "split": split},
-            images={"image": ImageSource(str(image_path), root=str(image_root))},
+            images={"image": ImageSource(image_path, root=root)},
         )
