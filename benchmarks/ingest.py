@@ -136,7 +136,7 @@ def child_metadata(raw: str) -> None:
     print(json.dumps({"metadata_rss_mb": round(_vm_hwm_mb() or 0.0, 1), "records": source.total}))
 
 
-def child(raw: str, out: str, workers: int, shard_rows: int, chunk_size: int) -> None:
+def child(raw: str, out: str, workers: int, shard_rows: int, chunk_size: int | None) -> None:
     """Run one ingest (in a fresh process) and print its measurements as JSON."""
     from vlmo_pipeline.data.ingest import IngestConfig, ingest_dataset
 
@@ -150,7 +150,8 @@ def child(raw: str, out: str, workers: int, shard_rows: int, chunk_size: int) ->
         sampler.start()
     except ImportError:
         pass
-    config = IngestConfig(workers=workers, shard_rows=shard_rows, chunk_size=chunk_size)
+    chunk = {} if chunk_size is None else {"chunk_size": chunk_size}
+    config = IngestConfig(workers=workers, shard_rows=shard_rows, **chunk)
     cpu_before = _cpu_seconds(resource.RUSAGE_SELF)
     start = time.perf_counter()
     manifest = ingest_dataset("coco", raw, out, config, show_progress=False)
@@ -189,6 +190,11 @@ def _run_child(*child_args: str) -> dict:
         [sys.executable, __file__, *child_args], env=env, capture_output=True, text=True, check=True
     )
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _chunk_args(args: argparse.Namespace) -> list[str]:
+    """``--chunk-size N`` for a child when one was given (else the child uses IngestConfig's default)."""
+    return [] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)]
 
 
 def _machine() -> dict:
@@ -404,8 +410,7 @@ def records_report(args: argparse.Namespace) -> dict:
                 str(args.workers),
                 "--shard-rows",
                 str(args.shard_rows),
-                "--chunk-size",
-                str(args.chunk_size),
+                *_chunk_args(args),
             )
             shutil.rmtree(out, ignore_errors=True)
             validated["records_per_s"] = validated.pop("images_per_s")
@@ -440,7 +445,7 @@ def records_report(args: argparse.Namespace) -> dict:
         "machine": _machine(),
         "parameters": {
             "workers": args.workers,
-            "chunk_size": args.chunk_size,
+            "chunk_size": args.chunk_size or "default (IngestConfig.chunk_size)",
             "shard_rows": args.shard_rows,
             "max_inflight_chunks": "default (2 per worker thread)",
             "image_side": args.image_side,
@@ -472,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--image-side", type=int, default=64)
     parser.add_argument("--shard-rows", type=int, default=1000)
-    parser.add_argument("--chunk-size", type=int, default=64, help="records per worker task (IngestConfig.chunk_size)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="records per worker task (default: IngestConfig.chunk_size)"
+    )
     parser.add_argument(
         "--records",
         type=int,
@@ -534,8 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.workers),
                 "--shard-rows",
                 str(args.shard_rows),
-                "--chunk-size",
-                str(args.chunk_size),
+                *_chunk_args(args),
             )
             overhead = measured["peak_rss_parent_mb"] - metadata["metadata_rss_mb"]
             results.append(

@@ -164,3 +164,30 @@ def test_killed_worker_mid_run_still_gives_every_result_in_order(local_client, t
             os.kill(next(iter(pids.values())), signal.SIGKILL)
     assert results == expected
     local_client.wait_for_workers(2, timeout=30)
+
+
+def test_two_image_records_and_reject_only_chunks_match_in_process(local_client, tmp_path):
+    """Workers get only image locations and send back bytes or reject reasons; the parent assembles the rows.
+    A record is rejected for its first rejected image in column order (as in process), and a chunk holding
+    only reader rejects (no task at all) keeps its place in the output."""
+    good = raw_trees.write(tmp_path / "a.jpg", raw_trees.image_bytes())
+    broken = raw_trees.write(tmp_path / "b.jpg", raw_trees.image_bytes()[:60])
+    gone = tmp_path / "gone.jpg"
+
+    def records():
+        for index in range(40):
+            if 8 <= index < 16:  # chunks 2 and 3 (chunk_size 4) hold only rejects
+                yield Reject(f"r{index}", "reader", "empty_caption", split="train")
+                continue
+            first, second = [(good, good), (gone, broken), (broken, gone), (good, broken)][index % 4]
+            images = {"image_0": ImageSource(str(first)), "image_1": ImageSource(str(second))}
+            yield RawRecord(f"r{index}", "dev", "reader", {"identifier": f"r{index}"}, images)
+
+    options = IngestConfig(workers=0).image_options
+    expected = [materialize(item, options) for item in records()]
+    config = IngestConfig(workers=2, chunk_size=4, max_inflight_chunks=3)
+    results = list(process_items(records(), config, name="nlvr2", client=local_client))
+    assert results == expected
+    rejected = [(r.source, r.split) for r in results[1:4]]
+    assert rejected == [(str(gone), "dev"), (str(broken), "dev"), (str(broken), "dev")]
+    assert results[1].reason == "missing_file" and results[0][1]["image_1"] == good.read_bytes()

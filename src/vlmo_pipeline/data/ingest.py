@@ -63,6 +63,9 @@ from vlmo_pipeline.data.registry import DATASETS
 from vlmo_pipeline.progress import Progress
 
 FAILURE_NAME = "ingest_failed.json"
+#: The progress bar advances once per this many written rows: a per-row update (postfix and rate) cost about as
+#: much as writing the row.
+PROGRESS_ROWS = 64
 
 
 class IngestOutcomeError(RuntimeError):
@@ -94,7 +97,8 @@ class IngestConfig:
     cluster (``tcp://host:8786``: the run connects a client, and closes only that client). retries: times a
     failed chunk is re-run on the cluster before the run fails (:class:`IngestWorkerError`).
     worker_memory_limit: memory limit of each local worker (``"2GiB"``, bytes, or None for Dask's ``"auto"``).
-    chunk_size: records per task sent to a worker; max_inflight_chunks: tasks alive at once (None: 2 per
+    chunk_size: records per task sent to a worker (512: per-task costs in the parent — submit, scheduler
+    transitions, messages — are then a few µs per record); max_inflight_chunks: tasks alive at once (None: 2 per
     worker thread) — together they bound memory.
     max_image_side: downscale + JPEG re-encode images whose longer side is larger (None: keep original bytes);
     jpeg_quality: quality of that re-encode. max_image_pixels: width*height above this is a decompression bomb.
@@ -121,7 +125,7 @@ class IngestConfig:
     cluster: str = LOCAL_CLUSTER
     retries: int = 1
     worker_memory_limit: str | int | None = "2GiB"
-    chunk_size: int = 64
+    chunk_size: int = 512
     max_inflight_chunks: int | None = None
     max_image_side: int | None = None
     jpeg_quality: int = 90
@@ -378,7 +382,11 @@ def dask_client(config: IngestConfig) -> Iterator[Any]:
                 death_timeout=WORKER_DEATH_TIMEOUT_S,
             )
             try:
-                with Client(cluster) as client:
+                # Results come straight from the worker that holds them instead of through the scheduler: with a
+                # local cluster both live in this process, so the hop through the scheduler cost the parent a
+                # second receive and send of every image (parent CPU per record 55 -> 30-44 µs, measured with
+                # 512-record chunks). Local workers are always reachable; an external cluster keeps the default.
+                with Client(cluster, direct_to_workers=True) as client:
                     yield client
             finally:
                 cluster.close()
@@ -539,6 +547,7 @@ def ingest_dataset(
     tally = OutcomeTally()
     # The bar counts written rows against the number of annotated records (rejects shown as a postfix).
     progress = Progress(expected, f"ingest {label}", unit="row", mode="auto" if show_progress else "off")
+    unshown = 0  # rows written but not yet counted on the bar
     try:
         total = expected if source.has_images else 0  # no images: nothing for workers to do
         with contextlib.closing(process_items(items, config, total, name)) as results:
@@ -552,7 +561,12 @@ def ingest_dataset(
                 split, row = result
                 writers.write(split, row)
                 rows_per_split[split] += 1
-                progress.update(1, rejects=rejects.count or None)
+                unshown += 1
+                if unshown >= PROGRESS_ROWS:
+                    progress.update(unshown, rejects=rejects.count or None)
+                    unshown = 0
+        if unshown:
+            progress.update(unshown, rejects=rejects.count or None)
         shards = writers.close()
         rejects.close()
     except BaseException:

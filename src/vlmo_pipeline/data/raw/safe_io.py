@@ -91,17 +91,17 @@ def _resolve_below(name: str, root: str, resolved_root: str) -> str | None:
         return None
     relative = name[len(prefix) :]
     parts = relative.split(os.sep)
-    if any(part in ("", ".", "..") for part in parts):
+    if "" in parts or "." in parts or ".." in parts:
         return None
     current = prefix[:-1]
     try:
         for part in parts:
-            current = f"{current}{os.sep}{part}"
+            current = current + os.sep + part
             if stat.S_ISLNK(os.lstat(current).st_mode):
                 return None
     except OSError:
         return None
-    return os.path.join(resolved_root, relative)
+    return resolved_root + relative if resolved_root.endswith(os.sep) else resolved_root + os.sep + relative
 
 
 def resolve_confined(
@@ -125,8 +125,9 @@ def resolve_confined(
     if resolved_root is None:
         resolved_root = os.path.realpath(root_name)
     resolved = _resolve_below(name, root_name, resolved_root)
-    if resolved is None:
-        resolved = os.path.realpath(name)
+    if resolved is not None:
+        return resolved  # resolved_root/<relative> with no link below the root: inside by construction
+    resolved = os.path.realpath(name)
     if not is_inside(resolved, resolved_root):
         raise FileRejected(
             OUTSIDE_ROOT,
