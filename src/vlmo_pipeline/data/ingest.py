@@ -5,11 +5,12 @@ Flow for one dataset (``ingest_dataset``):
 1. the family reader parses the annotation files (metadata only; a missing file or wrong layout raises
    :class:`~vlmo_pipeline.data.raw.records.RawLayoutError` before anything in ``out_dir`` is touched);
 2. ``out_dir`` is cleaned of the previous run's manifest, shards, reject log and stale temporary files;
-3. records stream from the reader in a deterministic order, in chunks, to Dask workers that read and validate the
-   image bytes (a local cluster started for the run, or an existing cluster given by its scheduler address;
-   at most ``max_inflight_chunks`` chunks exist at once, results come back in submission order);
-4. the parent appends rows to per-split :class:`~vlmo_pipeline.data.arrow_io.ShardWriter` s (shards published by
-   atomic rename as they fill) and rejects to ``rejects.jsonl``;
+3. records stream from the reader in a deterministic order, in chunks; each chunk's image locations go as one
+   task to a Dask worker that reads and validates the image bytes (a local cluster started for the run, or an
+   existing cluster given by its scheduler address; at most ``max_inflight_chunks`` chunks exist at once, results
+   come back in submission order) while the records' text fields wait in the parent;
+4. the parent assembles the rows, appends them to per-split :class:`~vlmo_pipeline.data.arrow_io.ShardWriter` s
+   (shards published by atomic rename as they fill) and rejects to ``rejects.jsonl``;
 5. artifacts (e.g. the VQA answer vocabulary) and finally ``manifest.json`` are written atomically, and a
    one-line summary is printed;
 6. unless the outcome checks fail (:func:`check_outcome`: a split that had input but kept no row, or a reject
