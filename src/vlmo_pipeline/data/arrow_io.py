@@ -1,5 +1,9 @@
 """Arrow shard writing and reading: schemas, the streaming :class:`ShardWriter`, manifest and reject log.
 
+(About 650 lines: the whole on-disk contract of a dataset folder (schemas, shard names, writer, manifest,
+verification) in one place, so the writer and ``vlmo verify`` cannot drift apart; the reader side is
+``data/shards.py``.)
+
 On-disk contract (docs/data_layout.md): a dataset directory holds ``<split>-NNNNN.arrow`` shards in the Arrow IPC
 *file* format, a ``manifest.json`` written last, and ``rejects.jsonl``. Every file is first written under a
 hidden temporary name (``.<name>.tmp``), flushed and fsynced, then ``os.replace``d into place, so a killed run

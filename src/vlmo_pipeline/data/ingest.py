@@ -1,5 +1,9 @@
 """Raw dataset → Arrow shards: the streaming, bounded-memory ingest driver.
 
+(About 720 lines: the driver, its Dask tasks and the outcome checks share one record stream and one failure
+path (the reject log, ``ingest_failed.json``, the cluster shut down on any error); splitting them would split that
+path.)
+
 Flow for one dataset (``ingest_dataset``):
 
 1. the family reader parses the annotation files (metadata only; a missing file or wrong layout raises
