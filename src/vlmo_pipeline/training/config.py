@@ -33,6 +33,7 @@ __all__ = [
     "PRETRAIN_STAGES",
     "FINETUNE_TASKS",
     "RESUME_MODES",
+    "STRATEGIES",
     "ITM_NEGATIVE_MODES",
     "OFFICIAL_NO_DECAY_SUBSTRINGS",
     "OFFICIAL_HEAD_NAMES",
@@ -53,6 +54,8 @@ STAGES: tuple[str, ...] = PRETRAIN_STAGES + FINETUNE_TASKS
 ITM_NEGATIVE_MODES: tuple[str, ...] = ("hard", "random")
 #: ``trainer.resume`` values (see :class:`TrainerConfig`).
 RESUME_MODES: tuple[str, ...] = ("auto", "never", "require")
+#: ``trainer.strategy`` values (see :class:`TrainerConfig` and :mod:`vlmo_pipeline.training.strategies`).
+STRATEGIES: tuple[str, ...] = ("ddp", "fsdp")
 
 #: Stage-1 trainable substrings: :data:`STAGE1_TRAINABLE` plus the model's own MIM mask token, which the model
 #: library names ``transformer.mask_token`` (``STAGE1_TRAINABLE`` expects ``mim_mask_token``).
@@ -133,6 +136,10 @@ class TrainerConfig:
       error naming the settings that differ; a re-run never silently resumes a stale run, nor discards one;
     * ``never``: always start fresh (the old checkpoints are deleted); same as the run's ``fresh_start: true``;
     * ``require``: resume it, and stop with an error when there is none or it belongs to another run.
+
+    ``strategy`` (several devices): ``ddp`` (default; every rank holds the whole model) or ``fsdp`` (fully sharded:
+    parameters, gradients and optimiser state split across the ranks, one FSDP unit per MoME block; for models that
+    do not fit one device with DDP). See :mod:`vlmo_pipeline.training.strategies`.
     """
 
     max_steps: int = 100
@@ -150,10 +157,15 @@ class TrainerConfig:
     resume: str = "auto"
     # Recompute each MoME block's activations in backward (less memory, ~1/3 more compute; same results).
     activation_checkpointing: bool = False
+    strategy: str = "ddp"
 
     def __post_init__(self) -> None:
         if self.resume not in RESUME_MODES:
             raise ValueError(f"trainer.resume must be one of {list(RESUME_MODES)}; got {self.resume!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"trainer.strategy must be one of {list(STRATEGIES)}; got {self.strategy!r}")
+        if self.strategy == "fsdp" and self.devices * self.num_nodes < 2:
+            raise ValueError("trainer.strategy 'fsdp' shards the model across ranks: it needs devices x num_nodes >= 2")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"trainer.max_steps must be > 0 (or -1 to use max_epochs); got {self.max_steps}")
         if self.max_steps == -1 and self.max_epochs < 1:

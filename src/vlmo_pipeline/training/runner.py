@@ -57,6 +57,7 @@ from vlmo_pipeline.training.modules import VLMoTaskModule, build_module
 from vlmo_pipeline.training.parameter_table import TABLE_NAME, trainable_parameter_table, write_parameter_table
 from vlmo_pipeline.training.runs import get_run
 from vlmo_pipeline.training.sampling import ResumeStateCallback
+from vlmo_pipeline.training.strategies import build_strategy, exported_model, full_state_dict
 
 __all__ = [
     "TrainOutcome",
@@ -215,15 +216,11 @@ def build_trainer(config: RunConfig, extra_callbacks: list[Any] | None = None) -
     samples_per_step = config.data.batch_size * settings.accumulate_grad_batches * settings.devices * settings.num_nodes
     progress = [StepProgress(config.name, samples_per_step=samples_per_step)] if settings.progress_bar else []
     guard = DivergenceGuard(config.name, str(config.checkpoint_dir))
-    strategy: Any = "auto"
-    if settings.devices * settings.num_nodes > 1:
-        # Fine-tuning leaves parts of the model unused (VL-FFN in retrieval, pooler in stage 2, ...).
-        strategy = "ddp_find_unused_parameters_true"
     return L.Trainer(
         accelerator=settings.accelerator,
         devices=settings.devices,
         num_nodes=settings.num_nodes,
-        strategy=strategy,
+        strategy=build_strategy(config, _precision(config)),  # trainer.strategy: ddp (or one device) / fsdp
         precision=_precision(config),
         max_steps=settings.max_steps,
         max_epochs=settings.max_epochs if settings.max_steps == -1 else -1,
@@ -511,12 +508,15 @@ def train(config: RunConfig) -> TrainOutcome:
             preempted.unlink()
     if earlier_log is not None:
         _merge_logs(earlier_log, Path(config.log_dir) / "metrics.csv")
-    bad = non_finite_tensors(module.state_dict())
+    state = full_state_dict(trainer, module)  # under fsdp: gathered by all ranks onto rank 0
+    bad = non_finite_tensors(state)
     if bad:  # the guard stops NaN losses and gradients; this catches anything else (e.g. an inf weight)
         raise TrainingDivergedError(
-            f"{config.name}: after step {int(trainer.global_step)} {describe_non_finite(bad, len(module.state_dict()))}"
+            f"{config.name}: after step {int(trainer.global_step)} {describe_non_finite(bad, len(state))}"
             "; nothing is exported (the previous model directory stays)"
         )
+    if trainer.is_global_zero and config.trainer.strategy == "fsdp":
+        model = exported_model(model, state)  # the trained one holds its shard; this copy the gathered weights
     if trainer.is_global_zero:  # after the fit: a fresh start empties log_dir, and Lightning's CSV logger warns
         write_parameter_table(table, config.log_dir)  # about a non-empty one
 
