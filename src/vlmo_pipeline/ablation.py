@@ -198,7 +198,7 @@ def build_fresh_model(setup: AblationSetup, vocab_file: Path, target: Path, skip
     from vlmo_pipeline.models import list_configs
     from vlmo_pipeline.models.tokenizer import VLMoTokenizer
     from vlmo_pipeline.training.launch import configure_run
-    from vlmo_pipeline.training.runner import prepare_model
+    from vlmo_pipeline.training.setup import prepare_model
 
     section = STAGE1.pipeline
     stage1 = configure_run(setup.section(section), f"parameters_{section}.yml", path=section, vocab_file=vocab_file)
@@ -230,8 +230,8 @@ def _train(setup: AblationSetup, section: str, variant: str, init: Path):
     """Train one section (in-process or torchrun, as the Kedro node); returns (model directory, summary)."""
     from vlmo_pipeline.datasets.directory import DirectoryDataset
     from vlmo_pipeline.files import atomic_write_text
+    from vlmo_pipeline.training.export import SUMMARY_FILE
     from vlmo_pipeline.training.launch import train_for_catalog
-    from vlmo_pipeline.training.runner import SUMMARY_FILE
 
     config = _run_config(setup, section, variant, init=init)
     written, summary = train_for_catalog(config)
@@ -338,7 +338,7 @@ def _lookup(metrics: Mapping[str, Any] | None, path: Sequence[str]) -> float | N
 def _full_chain_mismatches(setup: AblationSetup) -> list[str]:
     """Where the demo's trained models used another seed or step count than the parameters do now (the full row
     then does not come from the same settings as the variants)."""
-    from vlmo_pipeline.training.runner import SUMMARY_FILE
+    from vlmo_pipeline.training.export import SUMMARY_FILE
 
     mismatches = []
     for section, entry in MODEL_ENTRIES.items():

@@ -21,7 +21,8 @@ from vlmo_pipeline.training.parameter_table import (
     parameter_group,
     trainable_parameter_table,
 )
-from vlmo_pipeline.training.runner import _apply_freezing, prepare_model, resolve_vocab_file, train
+from vlmo_pipeline.training.runner import train
+from vlmo_pipeline.training.setup import apply_freezing, prepare_model, resolve_vocab_file
 
 try:
     from .tiny_training_world import tiny_run, tiny_world  # noqa: F401  (fixture)
@@ -49,7 +50,7 @@ def stage1_like_dir(tiny_world: Path, tmp_path_factory) -> Path:
 def _table(config) -> dict:
     vocab = resolve_vocab_file(config)
     module = build_module(prepare_model(config, _vocab_size(vocab)), config)
-    _apply_freezing(module, config)
+    apply_freezing(module, config)
     return trainable_parameter_table(module, run=config.name, stage=config.stage, rule=config.trainable)
 
 

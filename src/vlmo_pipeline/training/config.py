@@ -130,7 +130,7 @@ class TrainerConfig:
     ``python -m vlmo_pipeline.train`` under torchrun instead of training in-process.
 
     ``resume`` decides what an existing ``<output_dir>/lightning/last.ckpt`` means (see
-    :func:`vlmo_pipeline.training.runner.run_fingerprint` for what must match):
+    :func:`vlmo_pipeline.training.resume.run_fingerprint` for what must match):
 
     * ``auto`` (default): resume it when it belongs to the same run (same fingerprint), otherwise stop with an
       error naming the settings that differ; a re-run never silently resumes a stale run, nor discards one;

@@ -24,8 +24,9 @@ import yaml
 
 from vlmo_pipeline.files import lock_target, remove_stale_siblings, staging_dir, swap_directory
 from vlmo_pipeline.training.config import RunConfig, run_config_from_dict
+from vlmo_pipeline.training.export import SUMMARY_FILE, TrainOutcome, save_outcome
 from vlmo_pipeline.training.multinode import write_launch_files
-from vlmo_pipeline.training.runner import SUMMARY_FILE, TrainOutcome, save_outcome, train
+from vlmo_pipeline.training.runner import train
 
 __all__ = ["configure_run", "train_for_catalog", "launch_torchrun", "export_outcome"]
 

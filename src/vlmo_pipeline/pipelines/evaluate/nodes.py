@@ -26,7 +26,7 @@ def evaluate_models(params: dict[str, Any], *directories_then_summaries: Any) ->
     # Deferred imports (torch, Lightning, matplotlib): Kedro imports every node module at start-up (see training.node).
     from vlmo_pipeline.evaluation.report import write_report
     from vlmo_pipeline.evaluation.suite import EvaluationConfig, run_evaluation
-    from vlmo_pipeline.training.runner import loss_history
+    from vlmo_pipeline.training.export import loss_history
 
     config = EvaluationConfig.from_dict(params)
     models, rest = directories_then_summaries[: len(EVALUATED_RUNS)], directories_then_summaries[len(EVALUATED_RUNS) :]
